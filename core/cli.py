@@ -1,0 +1,170 @@
+"""The ``infra`` command: idempotent set-up and maintenance of the app DB.
+
+Every command can run any number of times and leaves the same state: migrations apply only what
+is missing, seeding adds only missing tiers, user commands create or update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Iterator
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import migrate
+from core.crud import seed_default_tiers
+from core.crud import upsert_user
+from core.crypto import SecretBox
+from core.crypto import generate_key
+from core.db import make_engine
+from core.db import make_sessionmaker
+from core.db import session_scope
+from core.models import Provision
+from core.models import Role
+from core.passwords import WeakPasswordError
+from core.settings import Settings
+from core.settings import get_settings
+
+
+def _say(message: str) -> None:
+    sys.stdout.write(message + "\n")
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if args.password_env:
+        value = os.environ.get(args.password_env)
+        if not value:
+            raise SystemExit(f"environment variable {args.password_env} is empty or unset")
+        return value
+    if args.password:
+        return args.password
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    return None
+
+
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> None:
+    """Migrate the app DB up to the given revision."""
+    migrate.upgrade(settings.database_url, args.revision)
+    _say(f"database at revision {args.revision}")
+
+
+def cmd_db_downgrade(settings: Settings, args: argparse.Namespace) -> None:
+    """Migrate the app DB down to the given revision."""
+    migrate.downgrade(settings.database_url, args.revision)
+    _say(f"database at revision {args.revision}")
+
+
+def cmd_seed_tiers(settings: Settings, _args: argparse.Namespace) -> None:
+    """Insert the default tiers that are missing; existing ones are left as admins set them."""
+    with _session(settings) as session:
+        created = seed_default_tiers(session=session)
+    _say(f"tiers created: {', '.join(created) or 'none (all present)'}")
+
+
+def cmd_setup(settings: Settings, args: argparse.Namespace) -> None:
+    """Migrate to head and seed the default tiers."""
+    args.revision = "head"
+    cmd_db_upgrade(settings, args)
+    cmd_seed_tiers(settings, args)
+
+
+def _create_user(settings: Settings, args: argparse.Namespace, role: Role) -> None:
+    try:
+        with _session(settings) as session:
+            user, created = upsert_user(
+                session=session,
+                email=args.email,
+                password=_password(args),
+                role=role,
+                name=args.name,
+            )
+            email = user.email
+    except (WeakPasswordError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    _say(f"{role.value} {email} {'created' if created else 'updated'}")
+
+
+def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> None:
+    """Create an admin, or make an existing user an admin."""
+    _create_user(settings, args, Role.ADMIN)
+
+
+def cmd_create_student(settings: Settings, args: argparse.Namespace) -> None:
+    """Create a student, or update an existing one."""
+    _create_user(settings, args, Role.STUDENT)
+
+
+def cmd_rotate_data_keys(settings: Settings, _args: argparse.Namespace) -> None:
+    """Re-seal every stored secret under the newest data key."""
+    box = SecretBox.from_settings(settings)
+    rotated = 0
+    with _session(settings) as session:
+        for provision in session.scalars(
+            select(Provision).where(Provision.plusvibe_client_password_enc.is_not(None))
+        ):
+            token = provision.plusvibe_client_password_enc
+            if token is not None and not box.is_current(token):
+                provision.plusvibe_client_password_enc = box.rotate(token)
+                rotated += 1
+    _say(f"secrets re-sealed under the newest key: {rotated}")
+
+
+def cmd_generate_data_key(_settings: Settings, _args: argparse.Namespace) -> None:
+    """Print a fresh data key for APP_DATA_KEYS."""
+    _say(generate_key())
+
+
+@contextmanager
+def _session(settings: Settings) -> Iterator[Session]:
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``infra`` command."""
+    parser = argparse.ArgumentParser(prog="infra", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("db-upgrade", help=cmd_db_upgrade.__doc__)
+    up.add_argument("--revision", default="head")
+    up.set_defaults(func=cmd_db_upgrade)
+    down = sub.add_parser("db-downgrade", help=cmd_db_downgrade.__doc__)
+    down.add_argument("--revision", required=True)
+    down.set_defaults(func=cmd_db_downgrade)
+    sub.add_parser("seed-tiers", help=cmd_seed_tiers.__doc__).set_defaults(func=cmd_seed_tiers)
+    sub.add_parser("setup", help=cmd_setup.__doc__).set_defaults(func=cmd_setup)
+    for name, func in (("create-admin", cmd_create_admin), ("create-student", cmd_create_student)):
+        user = sub.add_parser(name, help=func.__doc__)
+        user.add_argument("--email", required=True)
+        user.add_argument("--name", default="")
+        user.add_argument("--password", help="visible in the process list; prefer --password-env")
+        user.add_argument("--password-env", help="read the password from this environment variable")
+        user.set_defaults(func=func)
+    sub.add_parser("rotate-data-keys", help=cmd_rotate_data_keys.__doc__).set_defaults(
+        func=cmd_rotate_data_keys
+    )
+    sub.add_parser("generate-data-key", help=cmd_generate_data_key.__doc__).set_defaults(
+        func=cmd_generate_data_key
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the ``infra`` command."""
+    args = build_parser().parse_args(argv)
+    args.func(get_settings(), args)
+
+
+if __name__ == "__main__":
+    main()

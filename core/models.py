@@ -1,0 +1,294 @@
+"""SQLAlchemy models of the app DB: users, tiers, provisions and what they own, the step mirror.
+
+Constraints here protect users and money: one provision per student, domain names unique across
+the system, mailbox addresses unique, Stripe ids unique, webhook events unique per provider.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON
+from sqlalchemy import BigInteger
+from sqlalchemy import CheckConstraint
+from sqlalchemy import Date
+from sqlalchemy import Float
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
+
+from core.db import Base
+from core.db import UTCDateTime
+from core.db import utcnow
+
+
+def _in(column: str, enum: type[StrEnum]) -> str:
+    values = ", ".join(f"'{member.value}'" for member in enum)
+    return f"{column} IN ({values})"
+
+
+class Role(StrEnum):
+    STUDENT = "student"
+    ADMIN = "admin"
+
+
+class ProvisionStatus(StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    PROVISIONING = "provisioning"
+    ACTIVE = "active"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UPGRADING = "upgrading"
+    PAST_DUE = "past_due"
+
+
+class PurchaseState(StrEnum):
+    """Where a domain is in the money-safe purchase protocol (invariant M1)."""
+
+    SELECTED = "selected"  # chosen by the student, nothing spent
+    INTENT = "intent"  # intent recorded; a buy call may be in flight or its answer lost
+    PURCHASED = "purchased"  # seen in our Zapmail workspace: bought exactly once
+    ABANDONED = "abandoned"  # never bought (unavailable, wallet short); nothing charged
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", Role), name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.STUDENT.value)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    provision: Mapped[Provision | None] = relationship(back_populates="user")
+
+
+class Tier(Base):
+    __tablename__ = "tiers"
+    __table_args__ = (
+        CheckConstraint("domain_count > 0", name="domain_count_positive"),
+        # Zapmail allows at most 5 mailboxes per domain.
+        CheckConstraint("mailboxes_per_domain BETWEEN 1 AND 5", name="mailboxes_per_domain"),
+        CheckConstraint("setup_cents >= 0 AND monthly_cents >= 0", name="prices_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(50), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    domain_count: Mapped[int] = mapped_column(Integer)
+    mailboxes_per_domain: Mapped[int] = mapped_column(Integer, default=2)
+    setup_cents: Mapped[int] = mapped_column(Integer)
+    monthly_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    stripe_product_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_setup_price_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_monthly_price_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    @property
+    def mailbox_count(self) -> int:
+        """Mailboxes the tier includes in total."""
+        return self.domain_count * self.mailboxes_per_domain
+
+
+class Provision(Base):
+    """One student's purchased infrastructure and where its provisioning stands."""
+
+    __tablename__ = "provisions"
+    __table_args__ = (CheckConstraint(_in("status", ProvisionStatus), name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # unique: one provision per student.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), unique=True)
+    tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id", ondelete="RESTRICT"))
+    status: Mapped[str] = mapped_column(String(20), default=ProvisionStatus.PENDING_PAYMENT.value)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    # What the student should be offered after a failure for good: "another_domain", "refund".
+    remedy: Mapped[str | None] = mapped_column(String(50))
+
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+    sender_first_name: Mapped[str] = mapped_column(String(100), default="")
+    sender_last_name: Mapped[str] = mapped_column(String(100), default="")
+    # One username pattern per mailbox on each domain, e.g. ["{first}", "{first}.{last}"].
+    username_patterns: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    zapmail_workspace_id: Mapped[str | None] = mapped_column(String(255))
+    plusvibe_workspace_id: Mapped[str | None] = mapped_column(String(64))
+    plusvibe_client_id: Mapped[str | None] = mapped_column(String(64))
+    plusvibe_client_email: Mapped[str | None] = mapped_column(String(254))
+    # Fernet token (core.crypto); never the plaintext password.
+    plusvibe_client_password_enc: Mapped[str | None] = mapped_column(Text)
+    heyreach_list_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    current_flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="provision")
+    tier: Mapped[Tier] = relationship()
+    domains: Mapped[list[Domain]] = relationship(
+        back_populates="provision", order_by="Domain.id", cascade="all, delete-orphan"
+    )
+    steps: Mapped[list[ProvisioningStep]] = relationship(
+        back_populates="provision", order_by="ProvisioningStep.position", cascade="all"
+    )
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+    __table_args__ = (
+        CheckConstraint(_in("purchase_state", PurchaseState), name="purchase_state"),
+        Index("ix_domains_provision_id", "provision_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provision_id: Mapped[int] = mapped_column(ForeignKey("provisions.id", ondelete="CASCADE"))
+    # unique across the system: two students can never own the same domain.
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    price_cents: Mapped[int | None] = mapped_column(Integer)
+    zapmail_domain_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Vendor lifecycle as last seen (PENDING, ACTIVE, ...); None before purchase.
+    status: Mapped[str | None] = mapped_column(String(32))
+    purchase_state: Mapped[str] = mapped_column(String(16), default=PurchaseState.SELECTED.value)
+    intent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    purchased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dmarc_email: Mapped[str | None] = mapped_column(String(254))
+    auto_renew: Mapped[bool | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    provision: Mapped[Provision] = relationship(back_populates="domains")
+    mailboxes: Mapped[list[Mailbox]] = relationship(
+        back_populates="domain", order_by="Mailbox.id", cascade="all, delete-orphan"
+    )
+
+
+class Mailbox(Base):
+    __tablename__ = "mailboxes"
+    __table_args__ = (Index("ix_mailboxes_domain_id", "domain_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(254), unique=True)
+    username: Mapped[str] = mapped_column(String(64))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    zapmail_mailbox_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    plusvibe_account_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str | None] = mapped_column(String(32))
+    warmup_enabled: Mapped[bool] = mapped_column(default=False)
+    health_label: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    domain: Mapped[Domain] = relationship(back_populates="mailboxes")
+    snapshots: Mapped[list[WarmupSnapshot]] = relationship(
+        back_populates="mailbox", order_by="WarmupSnapshot.day", cascade="all, delete-orphan"
+    )
+
+
+class ProvisioningStep(Base):
+    """The mirror of one pipeline step, the only thing the portal reads about a run."""
+
+    __tablename__ = "provisioning_steps"
+    __table_args__ = (
+        UniqueConstraint("provision_id", "step_key"),
+        CheckConstraint(_in("status", StepStatus), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provision_id: Mapped[int] = mapped_column(ForeignKey("provisions.id", ondelete="CASCADE"))
+    step_key: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING.value)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Plain words for the student, and the technical detail for admins.
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    provision: Mapped[Provision] = relationship(back_populates="steps")
+
+
+class WarmupSnapshot(Base):
+    """One mailbox's warmup statistics for one day (the dashboard charts)."""
+
+    __tablename__ = "warmup_snapshots"
+    __table_args__ = (UniqueConstraint("mailbox_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    # None where the vendor reports "no data" (PlusVibe's -1).
+    health: Mapped[float | None] = mapped_column(Float)
+    reply_rate: Mapped[float | None] = mapped_column(Float)
+    sent: Mapped[int | None] = mapped_column(Integer)
+    warmup_sent: Mapped[int | None] = mapped_column(Integer)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    mailbox: Mapped[Mailbox] = relationship(back_populates="snapshots")
+
+
+class WebhookEvent(Base):
+    """A received webhook delivery; (provider, event_id) is processed once."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(100))
+    # The vendor's own creation time, to ignore events older than the state we hold.
+    event_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AuditLog(Base):
+    """An admin action or a sensitive read (e.g. a password reveal)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_target", "target_type", "target_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,152 @@
+"""Typed runtime configuration shared by the portal, the flows and the CLI.
+
+Every field maps to an ``APP_*`` environment variable (or a line in ``.env``). In ``dev`` and
+``test`` the vendor URLs and keys default to the local sandbox; in ``prod`` they default to the
+real vendors and every development secret is refused.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from typing import Self
+
+from pydantic import Field
+from pydantic import SecretStr
+from pydantic import field_validator
+from pydantic import model_validator
+from pydantic_settings import BaseSettings
+from pydantic_settings import SettingsConfigDict
+
+REAL_ZAPMAIL_URL = "https://api.zapmail.ai/api"
+REAL_PLUSVIBE_URL = "https://api.plusvibe.ai/api/v1"
+REAL_HEYREACH_URL = "https://api.heyreach.io/api/public"
+
+# Development values: public by design, so prod refuses every one of them.
+DEV_SECRET_KEY = "dev-insecure-secret-key"
+# A valid Fernet key that is committed to git: fine for the demo, never for real data.
+DEV_DATA_KEY = "ZGV2LWRhdGEta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE="
+SANDBOX_KEYS = {
+    "zapmail": "sandbox-zapmail-key",
+    "plusvibe": "sandbox-plusvibe-key",
+    "heyreach": "sandbox-heyreach-key",
+    "stripe": "sk_test_sandbox",
+    "stripe_webhook": "whsec_sandbox",
+}
+DEV_SECRET_VALUES = frozenset({DEV_SECRET_KEY, DEV_DATA_KEY, *SANDBOX_KEYS.values()})
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigurationError(RuntimeError):
+    """A required setting is missing or unsafe for the current environment."""
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; every field maps to an APP_* environment variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="APP_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    instance_dir: Path = PROJECT_ROOT / "instance"
+    # repr=False: a PostgreSQL URL may carry a password.
+    database_url: str = Field(default="", repr=False)
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    # Comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
+    data_keys: SecretStr = SecretStr(DEV_DATA_KEY)
+    public_url: str = "http://127.0.0.1:5000"
+
+    # Vendors. Empty URL/key = "use the default for this environment" (see _fill_vendor_defaults).
+    sandbox_url: str = "http://127.0.0.1:8700"
+    zapmail_base_url: str = ""
+    zapmail_api_key: SecretStr | None = None
+    plusvibe_base_url: str = ""
+    plusvibe_api_key: SecretStr | None = None
+    plusvibe_workspace_id: str | None = None
+    heyreach_base_url: str = ""
+    heyreach_api_key: SecretStr | None = None
+    stripe_api_base: str | None = None
+    stripe_api_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    vendor_timeout_s: float = 20.0
+    vendor_connect_timeout_s: float = 5.0
+
+    # Prefect: the portal reaches it only through this URL and fails fast without it.
+    prefect_api_url: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _name_the_driver(cls, url: str) -> str:
+        # Hosts hand out postgres:// URLs; SQLAlchemy needs psycopg 3 named explicitly.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url.removeprefix(prefix)
+        return url
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Self:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.instance_dir.resolve() / 'app.db'}"
+        if self.env == "prod":
+            self._fill_real_vendor_defaults()
+            self._refuse_dev_secrets()
+        else:
+            self._fill_sandbox_defaults()
+        return self
+
+    def _fill_sandbox_defaults(self) -> None:
+        base = self.sandbox_url.rstrip("/")
+        self.zapmail_base_url = self.zapmail_base_url or f"{base}/zapmail/api"
+        self.plusvibe_base_url = self.plusvibe_base_url or f"{base}/plusvibe/api/v1"
+        self.heyreach_base_url = self.heyreach_base_url or f"{base}/heyreach/api/public"
+        self.stripe_api_base = self.stripe_api_base or f"{base}/stripe"
+        self.zapmail_api_key = self.zapmail_api_key or SecretStr(SANDBOX_KEYS["zapmail"])
+        self.plusvibe_api_key = self.plusvibe_api_key or SecretStr(SANDBOX_KEYS["plusvibe"])
+        self.heyreach_api_key = self.heyreach_api_key or SecretStr(SANDBOX_KEYS["heyreach"])
+        self.stripe_api_key = self.stripe_api_key or SecretStr(SANDBOX_KEYS["stripe"])
+        self.stripe_webhook_secret = self.stripe_webhook_secret or SecretStr(
+            SANDBOX_KEYS["stripe_webhook"]
+        )
+
+    def _fill_real_vendor_defaults(self) -> None:
+        self.zapmail_base_url = self.zapmail_base_url or REAL_ZAPMAIL_URL
+        self.plusvibe_base_url = self.plusvibe_base_url or REAL_PLUSVIBE_URL
+        self.heyreach_base_url = self.heyreach_base_url or REAL_HEYREACH_URL
+        # stripe_api_base stays None: the SDK's own default is the real Stripe API.
+
+    def _refuse_dev_secrets(self) -> None:
+        required = {
+            "APP_SECRET_KEY": self.secret_key,
+            "APP_DATA_KEYS": self.data_keys,
+            "APP_ZAPMAIL_API_KEY": self.zapmail_api_key,
+            "APP_PLUSVIBE_API_KEY": self.plusvibe_api_key,
+            "APP_HEYREACH_API_KEY": self.heyreach_api_key,
+            "APP_STRIPE_API_KEY": self.stripe_api_key,
+            "APP_STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
+        }
+        for name, value in required.items():
+            if value is None:
+                raise ValueError(f"{name} must be set when APP_ENV=prod")
+            secret = value.get_secret_value()
+            if secret in DEV_SECRET_VALUES or any(
+                part.strip() in DEV_SECRET_VALUES for part in secret.split(",")
+            ):
+                raise ValueError(f"{name} holds a development value; set a real one for prod")
+        if len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("APP_SECRET_KEY must be at least 32 characters in prod")
+        if self.database_url.startswith("sqlite"):
+            raise ValueError("APP_DATABASE_URL must point at PostgreSQL in prod")
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the app DB is the embedded SQLite file."""
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,107 @@
+"""Shared fixtures: real PostgreSQL (and SQLite) databases, settings, the vendor sandbox.
+
+``TEST_DATABASE_URL`` names the main test database (PostgreSQL by default). In CI a PostgreSQL
+test whose database cannot be reached fails; elsewhere it is skipped with the reason shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from core.db import Base
+from core.db import make_engine
+from core.db import make_sessionmaker
+from core.settings import Settings
+from tests.support.databases import DEFAULT_PG_URL
+from tests.support.databases import IN_CI
+from tests.support.databases import TEST_DATABASE_URL
+from tests.support.databases import migrated_url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip postgres_only tests when the main test database is SQLite (never in CI)."""
+    if TEST_DATABASE_URL.startswith("sqlite") and not IN_CI:
+        skip = pytest.mark.skip(reason="needs PostgreSQL; TEST_DATABASE_URL is SQLite")
+        for item in items:
+            if "postgres_only" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The main test database, migrated to head once per session."""
+    url = TEST_DATABASE_URL
+    if url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'app.db'}"
+    return migrated_url(url)
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    """Engine on the main test database."""
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+def _delete_all_rows(eng: Engine) -> None:
+    with eng.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session on the main test database; every row is deleted afterwards."""
+    factory = make_sessionmaker(engine)
+    with factory() as sess:
+        yield sess
+        sess.rollback()
+    _delete_all_rows(engine)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """An engine on each backend in turn (SQLite file, then PostgreSQL), migrated to head."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('backend') / 'app.db'}"
+    else:
+        pg = make_url(
+            DEFAULT_PG_URL if TEST_DATABASE_URL.startswith("sqlite") else TEST_DATABASE_URL
+        )
+        url = pg.set(database=f"{pg.database}_backend").render_as_string(hide_password=False)
+    eng = make_engine(migrated_url(url))
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def backend_session(backend_engine: Engine) -> Iterator[Session]:
+    """A session on each backend in turn; every row is deleted afterwards."""
+    with make_sessionmaker(backend_engine)() as sess:
+        yield sess
+        sess.rollback()
+    _delete_all_rows(backend_engine)
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[object]:
+    """The vendor sandbox (Zapmail, PlusVibe, HeyReach, Stripe) over real HTTP on loopback."""
+    from sandbox.testing import running_sandbox
+
+    with running_sandbox() as handle:
+        yield handle
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    """Test settings on the main test database, vendors at the default sandbox address."""
+    return Settings(env="test", database_url=db_url, instance_dir=tmp_path, _env_file=None)

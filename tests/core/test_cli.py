@@ -1,0 +1,111 @@
+"""The infra command: idempotent migrate/seed/user commands and key rotation."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy import select
+
+from core import cli
+from core.crypto import SecretBox
+from core.crypto import generate_key
+from core.db import make_engine
+from core.db import make_sessionmaker
+from core.models import Provision
+from core.models import Tier
+from core.models import User
+from core.passwords import verify_password
+from core.settings import Settings
+from tests.factories import make_provision
+
+
+@pytest.fixture
+def cli_settings(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings on a fresh SQLite file, returned by get_settings() inside the CLI."""
+    settings = Settings(env="test", instance_dir=tmp_path, _env_file=None)
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    return settings
+
+
+def count(settings: Settings, model: type) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return session.scalar(select(func.count()).select_from(model)) or 0
+    finally:
+        engine.dispose()
+
+
+def test_setup_twice_gives_the_default_tiers_once(cli_settings: Settings, capsys) -> None:
+    cli.main(["setup"])
+    cli.main(["setup"])
+    assert count(cli_settings, Tier) == 3
+    assert "none (all present)" in capsys.readouterr().out
+
+
+def test_default_tiers_have_the_agreed_prices(cli_settings: Settings) -> None:
+    cli.main(["setup"])
+    engine = make_engine(cli_settings.database_url)
+    with make_sessionmaker(engine)() as session:
+        tiers = {t.slug: t for t in session.scalars(select(Tier))}
+    engine.dispose()
+    assert {s: (t.domain_count, t.mailboxes_per_domain) for s, t in tiers.items()} == {
+        "starter": (3, 2),
+        "growth": (5, 2),
+        "scale": (10, 2),
+    }
+    assert [tiers[s].setup_cents for s in ("starter", "growth", "scale")] == [9700, 14700, 24700]
+    assert [tiers[s].monthly_cents for s in ("starter", "growth", "scale")] == [4700, 7700, 12700]
+
+
+def test_create_admin_is_idempotent_and_updates_the_password(
+    cli_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli.main(["setup"])
+    cli.main(["create-admin", "--email", "Boss@Example.com", "--password", "first-password-1"])
+    monkeypatch.setenv("NEW_PW", "second-password-2")
+    cli.main(["create-admin", "--email", "boss@example.com", "--password-env", "NEW_PW"])
+    assert count(cli_settings, User) == 1
+    engine = make_engine(cli_settings.database_url)
+    with make_sessionmaker(engine)() as session:
+        user = session.scalar(select(User))
+    engine.dispose()
+    assert user is not None
+    assert (user.email, user.role) == ("boss@example.com", "admin")
+    assert verify_password(user.password_hash, "second-password-2")
+    assert not verify_password(user.password_hash, "first-password-1")
+
+
+def test_weak_password_is_refused_and_nothing_is_written(cli_settings: Settings) -> None:
+    cli.main(["setup"])
+    with pytest.raises(SystemExit, match="at least 10 characters"):
+        cli.main(["create-student", "--email", "s@example.com", "--password", "short"])
+    assert count(cli_settings, User) == 0
+
+
+def test_rotate_data_keys_reseals_stored_secrets(
+    cli_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli.main(["setup"])
+    old_key, new_key = generate_key(), generate_key()
+    engine = make_engine(cli_settings.database_url)
+    factory = make_sessionmaker(engine)
+    with factory() as session:
+        make_provision(
+            session,
+            "a@example.com",
+            plusvibe_client_password_enc=SecretBox([old_key]).seal("pw-123"),
+        )
+        session.commit()
+
+    rotated = cli_settings.model_copy(
+        update={"data_keys": type(cli_settings.data_keys)(f"{new_key},{old_key}")}
+    )
+    monkeypatch.setattr(cli, "get_settings", lambda: rotated)
+    cli.main(["rotate-data-keys"])
+
+    with factory() as session:
+        token = session.scalar(select(Provision.plusvibe_client_password_enc))
+    engine.dispose()
+    assert token is not None
+    assert SecretBox([new_key]).open(token).get_secret_value() == "pw-123"
