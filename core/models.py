@@ -60,6 +60,14 @@ class PurchaseState(StrEnum):
     ABANDONED = "abandoned"  # never bought (unavailable, wallet short); nothing charged
 
 
+class UpgradeStatus(StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    PROVISIONING = "provisioning"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class StepStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
@@ -147,6 +155,10 @@ class Provision(Base):
     heyreach_list_id: Mapped[int | None] = mapped_column(BigInteger)
 
     current_flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    # What a suspended run waits for ("domains_active", "mailboxes_active"); the sweeper reads it.
+    waiting_for: Mapped[str | None] = mapped_column(String(32))
+    waiting_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_refresh_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -161,6 +173,9 @@ class Provision(Base):
     steps: Mapped[list[ProvisioningStep]] = relationship(
         back_populates="provision", order_by="ProvisioningStep.position", cascade="all"
     )
+    upgrades: Mapped[list[Upgrade]] = relationship(
+        back_populates="provision", order_by="Upgrade.id", cascade="all"
+    )
 
 
 class Domain(Base):
@@ -172,6 +187,8 @@ class Domain(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     provision_id: Mapped[int] = mapped_column(ForeignKey("provisions.id", ondelete="CASCADE"))
+    # The upgrade that added this domain; None for the original purchase.
+    upgrade_id: Mapped[int | None] = mapped_column(ForeignKey("upgrades.id", ondelete="SET NULL"))
     # unique across the system: two students can never own the same domain.
     name: Mapped[str] = mapped_column(String(253), unique=True)
     price_cents: Mapped[int | None] = mapped_column(Integer)
@@ -292,3 +309,75 @@ class AuditLog(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     ip: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Upgrade(Base):
+    """A move to a larger tier: paid first, then the upgrade flow adds domains and mailboxes."""
+
+    __tablename__ = "upgrades"
+    __table_args__ = (
+        CheckConstraint(_in("status", UpgradeStatus), name="status"),
+        Index("ix_upgrades_provision_id", "provision_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provision_id: Mapped[int] = mapped_column(ForeignKey("provisions.id", ondelete="CASCADE"))
+    from_tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id", ondelete="RESTRICT"))
+    to_tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id", ondelete="RESTRICT"))
+    status: Mapped[str] = mapped_column(String(20), default=UpgradeStatus.PENDING_PAYMENT.value)
+    # The Stripe objects that prove payment; unique so one payment starts one upgrade.
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    provision: Mapped[Provision] = relationship(back_populates="upgrades")
+    from_tier: Mapped[Tier] = relationship(foreign_keys=[from_tier_id])
+    to_tier: Mapped[Tier] = relationship(foreign_keys=[to_tier_id])
+
+
+class DomainCheck(Base):
+    """A cached Zapmail availability answer, shared by every student (the check budget is global)."""
+
+    __tablename__ = "domain_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    available: Mapped[bool] = mapped_column()
+    price_cents: Mapped[int | None] = mapped_column(Integer)
+    renew_price_cents: Mapped[int | None] = mapped_column(Integer)
+    is_premium: Mapped[bool] = mapped_column(default=False)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class LoginAttempt(Base):
+    """A failed sign-in, for throttling by email and by client address."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_email_at", "email", "attempted_at"),
+        Index("ix_login_attempts_ip_at", "ip", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Notification(Base):
+    """An email to send once: the key makes retries and reruns idempotent."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
