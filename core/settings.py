@@ -76,6 +76,41 @@ class Settings(BaseSettings):
 
     # Prefect: the portal reaches it only through this URL and fails fast without it.
     prefect_api_url: str | None = None
+    # Name of a prefect-sqlalchemy SqlAlchemyConnector block for the flows' app-DB connection;
+    # unset = use APP_DATABASE_URL.
+    app_db_block: str | None = None
+
+    # Provisioning pipeline.
+    # Billing details sent to Zapmail with every new workspace (JSON in the environment).
+    zapmail_billing_details: dict[str, str] = Field(
+        default_factory=lambda: {
+            "company": "Outbound Bootcamp Ltd",
+            "firstName": "Ops",
+            "lastName": "Team",
+            "addressLineOne": "1 Market Street",
+            "addressLineTwo": "",
+            "addressLineThree": "",
+            "city": "London",
+            "state": "London",
+            "country": "GB",
+            "postalCode": "EC1A 1AA",
+            "phoneCc": "+44",
+            "phone": "2000000000",
+            "languagePreference": "en",
+        }
+    )
+    dmarc_report_email: str = "dmarc-reports@outbound.example"
+    # How long a domain's last availability answer is trusted before buying without re-checking.
+    availability_fresh_s: float = 1800.0
+    # After a purchase call with an unknown outcome, how long to keep looking for the domain in
+    # the workspace before concluding it was not bought (and only then buying again).
+    purchase_settle_s: float = 120.0
+    # Waiting for domains/mailboxes/accounts: runs with a deployment suspend and free their
+    # process; in-process runs poll every wait_poll_s until wait_timeout_s.
+    wait_poll_s: float = 30.0
+    wait_timeout_s: float = 24 * 3600.0
+    # Where flows keep their cross-process purchase locks when the app DB is SQLite.
+    lock_dir: Path | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -90,6 +125,8 @@ class Settings(BaseSettings):
     def _fill_defaults(self) -> Self:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.instance_dir.resolve() / 'app.db'}"
+        if self.lock_dir is None:
+            self.lock_dir = self.instance_dir / "locks"
         if self.env == "prod":
             self._fill_real_vendor_defaults()
             self._refuse_dev_secrets()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -21,7 +22,18 @@ from core.settings import Settings
 from tests.support.databases import DEFAULT_PG_URL
 from tests.support.databases import IN_CI
 from tests.support.databases import TEST_DATABASE_URL
+from tests.support.databases import drop_created_databases
 from tests.support.databases import migrated_url
+
+# No per-example deadline: speed is measured in bench/, and a loaded CI machine must not turn
+# a slow example into a failure.
+hypothesis_settings.register_profile("project", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("project")
+
+
+def pytest_sessionfinish() -> None:
+    """Drop the per-session test databases."""
+    drop_created_databases()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -105,3 +117,26 @@ def sandbox() -> Iterator[object]:
 def settings(db_url: str, tmp_path: Path) -> Settings:
     """Test settings on the main test database, vendors at the default sandbox address."""
     return Settings(env="test", database_url=db_url, instance_dir=tmp_path, _env_file=None)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A temporary Prefect server (the official test harness) with the vendor limits created."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
+    from prefect.settings import temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    from tasks.limits import ensure_limits
+
+    # Heartbeats off: each flow call would otherwise wait ~1 s for the heartbeat thread.
+    with temporary_settings(
+        {
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+            PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("prefect-results"),
+        }
+    ):
+        with prefect_test_harness(server_startup_timeout=60):
+            ensure_limits()
+            yield PREFECT_API_URL.value()

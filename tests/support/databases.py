@@ -12,9 +12,12 @@ from sqlalchemy.engine import make_url
 from core import migrate
 from core.db import make_engine
 
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/outbound_test"
+# Each test session gets its own databases (suffixed with the process id), so two runs on one
+# machine (two developers, CI next to a developer) never drop each other's schema.
+DEFAULT_PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/outbound_test_{os.getpid()}"
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+_created: list[str] = []
 
 
 def ensure_postgres_database(url: str) -> str:
@@ -30,6 +33,7 @@ def ensure_postgres_database(url: str) -> str:
             ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{parsed.database}"')
+                _created.append(admin_dsn.rsplit("/", 1)[0] + "/" + str(parsed.database))
     except psycopg.OperationalError as exc:
         message = f"PostgreSQL unreachable at {parsed.host}:{parsed.port}: {exc}"
         if IN_CI:
@@ -55,3 +59,15 @@ def migrated_url(url: str) -> str:
         reset_schema(url)
     migrate.upgrade(url)
     return url
+
+
+def drop_created_databases() -> None:
+    """Drop the PostgreSQL databases this session created (best effort: never fails a run)."""
+    for dsn in reversed(_created):
+        admin, name = dsn.rsplit("/", 1)
+        try:
+            with psycopg.connect(f"{admin}/postgres", autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except psycopg.Error:
+            pass
+    _created.clear()

@@ -1,0 +1,228 @@
+"""The /_sandbox control plane: health, reset, clock, config, ledger, faults, stats, vendor helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sandbox.context import ConfigError
+from sandbox.context import SandboxContext
+from sandbox.faults import FaultError
+from sandbox.faults import FaultStore
+from sandbox.faults import Stats
+from sandbox.vendors import BadBodyError
+from sandbox.vendors import json_body
+from sandbox.vendors.heyreach import HeyReachSim
+from sandbox.vendors.plusvibe import PlusVibeSim
+from sandbox.vendors.zapmail import ZapmailSim
+
+
+class ControlError(Exception):
+    """A control-plane request is invalid."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _bad(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def build_control_app(
+    ctx: SandboxContext,
+    *,
+    faults: FaultStore,
+    stats: Stats,
+    zapmail: ZapmailSim,
+    plusvibe: PlusVibeSim,
+    heyreach: HeyReachSim,
+) -> Starlette:
+    """Build the control-plane app mounted at /_sandbox."""
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        return await json_body(request, required=False)
+
+    async def health(_request: Request) -> dict[str, Any]:
+        return {"ok": True}
+
+    async def reset(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        ctx.reset(config=bool(body.get("config", False)))
+        return {"ok": True, "config": ctx.config.as_dict()}
+
+    async def ledger(request: Request) -> dict[str, Any]:
+        q = request.query_params
+        return {
+            "entries": ctx.ledger.entries(
+                vendor=q.get("vendor") or None, kind=q.get("kind") or None
+            )
+        }
+
+    def clock_view() -> dict[str, Any]:
+        return {
+            "now": ctx.clock.now().isoformat(),
+            "timestamp": ctx.clock.timestamp(),
+            "speed": ctx.clock.speed,
+        }
+
+    async def get_clock(_request: Request) -> dict[str, Any]:
+        return clock_view()
+
+    async def set_clock(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        unknown = set(body) - {"advance_seconds", "speed"}
+        if unknown:
+            raise ControlError(f"unknown clock key: {sorted(unknown)[0]}")
+        advance, speed = body.get("advance_seconds"), body.get("speed")
+        if advance is not None and (not _number(advance) or advance < 0):
+            raise ControlError("advance_seconds must be a non-negative number")
+        if speed is not None and (not _number(speed) or speed <= 0):
+            raise ControlError("speed must be a positive number")
+        if speed is not None:
+            ctx.clock.set_speed(float(speed))
+            ctx.config.speed = float(speed)
+        if advance:
+            ctx.clock.advance(float(advance))
+        return clock_view()
+
+    async def get_config(_request: Request) -> dict[str, Any]:
+        return ctx.config.as_dict()
+
+    async def set_config(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        try:
+            ctx.config.merge(body)
+        except ConfigError as exc:
+            raise ControlError(str(exc)) from exc
+        if "speed" in body:
+            ctx.clock.set_speed(ctx.config.speed)
+        return ctx.config.as_dict()
+
+    async def list_faults(_request: Request) -> dict[str, Any]:
+        return {"faults": faults.list()}
+
+    async def add_fault(request: Request) -> dict[str, Any]:
+        try:
+            return faults.add(await body_of(request)).as_dict()
+        except FaultError as exc:
+            raise ControlError(str(exc)) from exc
+
+    async def clear_faults(_request: Request) -> dict[str, Any]:
+        faults.clear()
+        return {"ok": True}
+
+    async def delete_fault(request: Request) -> dict[str, Any]:
+        if not faults.remove(request.path_params["fault_id"]):
+            raise ControlError("no such fault", 404)
+        return {"ok": True}
+
+    async def get_stats(_request: Request) -> dict[str, Any]:
+        return stats.snapshot()
+
+    async def reset_stats(_request: Request) -> dict[str, Any]:
+        stats.clear()
+        return {"ok": True}
+
+    async def zapmail_unavailable(request: Request) -> dict[str, Any]:
+        names = (await body_of(request)).get("names")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ControlError("names must be an array of strings")
+        return {"unavailable": zapmail.mark_unavailable(names)}
+
+    async def zapmail_wallet(request: Request) -> dict[str, Any]:
+        balance = (await body_of(request)).get("balance")
+        if not _number(balance) or balance < 0:
+            raise ControlError("balance must be a non-negative number")
+        zapmail.set_wallet(balance)
+        return {"walletBalance": float(zapmail.state.wallet)}
+
+    async def zapmail_fail(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        domain, times = body.get("domain"), body.get("times", 1)
+        if not isinstance(domain, str) or not domain:
+            raise ControlError("domain is required")
+        if isinstance(times, bool) or not isinstance(times, int) or times < 0:
+            raise ControlError("times must be a non-negative integer")
+        zapmail.fail_mailboxes(domain, times)
+        return {"domain": domain.lower(), "times": times}
+
+    async def zapmail_state(_request: Request) -> dict[str, Any]:
+        return {**zapmail.state.dump(), "webhooks": zapmail.webhooks.sent}
+
+    async def plusvibe_health(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        email, value = body.get("email"), body.get("health")
+        if not isinstance(email, str) or not email:
+            raise ControlError("email is required")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100
+        ):
+            raise ControlError("health must be an integer 0-100 or null")
+        matched = plusvibe.force_health(email, value)
+        return {"email": email.lower(), "health": value, "accounts": matched}
+
+    async def plusvibe_state(_request: Request) -> dict[str, Any]:
+        return plusvibe.dump()
+
+    async def heyreach_state(_request: Request) -> dict[str, Any]:
+        return {
+            "lists": [
+                {**row, "leads": list(heyreach.leads[row["id"]].values())}
+                for row in heyreach.lists.values()
+            ]
+        }
+
+    def wrap(fn: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return JSONResponse(await fn(request))
+            except ControlError as exc:
+                return _bad(str(exc), exc.status)
+            except BadBodyError as exc:
+                return _bad(str(exc))
+
+        endpoint.__name__ = fn.__name__
+        return endpoint
+
+    table = [
+        ("/health", health, ["GET"]),
+        ("/reset", reset, ["POST"]),
+        ("/ledger", ledger, ["GET"]),
+        ("/clock", get_clock, ["GET"]),
+        ("/clock", set_clock, ["POST"]),
+        ("/config", get_config, ["GET"]),
+        ("/config", set_config, ["POST"]),
+        ("/faults", list_faults, ["GET"]),
+        ("/faults", add_fault, ["POST"]),
+        ("/faults", clear_faults, ["DELETE"]),
+        ("/faults/{fault_id:int}", delete_fault, ["DELETE"]),
+        ("/stats", get_stats, ["GET"]),
+        ("/stats/reset", reset_stats, ["POST"]),
+        ("/zapmail/unavailable", zapmail_unavailable, ["POST"]),
+        ("/zapmail/wallet", zapmail_wallet, ["POST"]),
+        ("/zapmail/fail-mailboxes", zapmail_fail, ["POST"]),
+        ("/zapmail/state", zapmail_state, ["GET"]),
+        ("/plusvibe/health", plusvibe_health, ["POST"]),
+        ("/plusvibe/state", plusvibe_state, ["GET"]),
+        ("/heyreach/state", heyreach_state, ["GET"]),
+    ]
+    return Starlette(
+        routes=[Route(path, wrap(fn), methods=methods) for path, fn, methods in table],
+        exception_handlers={HTTPException: _http_error},
+    )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _bad(exc.detail, exc.status_code)

@@ -1,0 +1,87 @@
+"""Vendor rate limits as Prefect global concurrency limits, shared by every worker process.
+
+Every vendor request of a task passes through :class:`ThrottledTransport`, which takes a slot of
+the vendor's limit first (``strict=True``: a missing limit fails loudly instead of silently not
+limiting). The limits are created by ``ensure_limits`` (called by the setup command), never by
+hand. A token bucket of capacity 1 refilled at ``rate`` per second never exceeds ``rate + 1``
+calls in any one-second window nor ``60 * rate + 1`` in a minute, which keeps us inside sliding
+windows such as Zapmail's 5/s and 200/min.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from prefect import get_client
+from prefect.concurrency.sync import rate_limit
+
+
+@dataclass(frozen=True)
+class VendorLimit:
+    """One global concurrency limit: ``limit`` slots refilled at ``rate`` per second."""
+
+    name: str
+    limit: int
+    rate: float
+    why: str
+
+
+ZAPMAIL = VendorLimit("zapmail", 1, 3.2, "Zapmail: 5 requests/s and 200/min per API key")
+# The availability bucket is global to the operator account: the portal's wizard spends most
+# of it, so flows keep to a small share (re-checks of stale answers only).
+ZAPMAIL_AVAILABILITY = VendorLimit(
+    "zapmail-availability",
+    5,
+    5 / 1800,
+    "Zapmail: 100 availability checks per 30 min (flows' share)",
+)
+PLUSVIBE = VendorLimit("plusvibe", 1, 4.0, "PlusVibe: about 5 requests/s")
+HEYREACH = VendorLimit("heyreach", 1, 4.0, "HeyReach: 300 requests/min")
+VENDOR_LIMITS = (ZAPMAIL, ZAPMAIL_AVAILABILITY, PLUSVIBE, HEYREACH)
+
+AVAILABILITY_PATHS = ("/domains/available-bulk", "/domains/available")
+
+
+def ensure_limits() -> list[str]:
+    """Create or update every vendor limit on the Prefect server; return their names."""
+    with get_client(sync_client=True) as client:
+        for vendor in VENDOR_LIMITS:
+            client.upsert_global_concurrency_limit_by_name(
+                vendor.name, vendor.limit, slot_decay_per_second=vendor.rate
+            )
+    return [vendor.name for vendor in VENDOR_LIMITS]
+
+
+def zapmail_limits(request: httpx.Request) -> list[str]:
+    """Limits a Zapmail request occupies: the general one, plus the availability bucket."""
+    if request.url.path.endswith(AVAILABILITY_PATHS):
+        return [ZAPMAIL.name, ZAPMAIL_AVAILABILITY.name]
+    return [ZAPMAIL.name]
+
+
+class ThrottledTransport(httpx.BaseTransport):
+    """An httpx transport that waits for the vendor's rate-limit slot before each request."""
+
+    def __init__(
+        self,
+        limits_for: Callable[[httpx.Request], list[str]],
+        inner: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._limits_for = limits_for
+        self._inner = inner or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Take the slot(s), then send."""
+        rate_limit(self._limits_for(request), occupy=1, strict=True)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        """Close the wrapped transport."""
+        self._inner.close()
+
+
+def throttled(vendor: VendorLimit) -> ThrottledTransport:
+    """A transport that holds every request to ``vendor``'s single limit."""
+    return ThrottledTransport(lambda _request: [vendor.name])

@@ -1,0 +1,220 @@
+"""Bookkeeping of a provisioning run: start (plan + status), finish (artifact), failure.
+
+These touch only the app DB and Prefect; vendor work lives in the per-vendor task modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+from sqlalchemy import select
+
+from core.db import utcnow
+from core.models import Domain
+from core.models import Mailbox
+from core.models import Notification
+from core.models import Provision
+from core.models import ProvisionStatus
+from core.models import PurchaseState
+from core.pipeline import PROVISION_STEPS
+from tasks import records
+from tasks import runtime
+from tasks.errors import ProvisioningBlockedError
+from tasks.policies import vendor_task_options
+
+# A run may (re)start only from these states; anything else means "not paid" or "cancelled".
+STARTABLE = {
+    ProvisionStatus.PROVISIONING.value,
+    ProvisionStatus.FAILED.value,
+    ProvisionStatus.ACTIVE.value,
+}
+
+
+class NotStartableError(Exception):
+    """The provision is not in a state that may be provisioned (unpaid, cancelled)."""
+
+
+def render_username(pattern: str, first: str, last: str) -> str:
+    """Turn a username pattern such as ``{first}.{last}`` into a lower-case username."""
+    first, last = first.strip().lower(), last.strip().lower()
+    values = {"first": first, "last": last, "f": first[:1], "l": last[:1]}
+    try:
+        username = pattern.format(**values)
+    except (KeyError, IndexError, ValueError):
+        username = pattern
+    return "".join(ch for ch in username.lower() if ch.isalnum() or ch in "._-")
+
+
+@task(name="start-provisioning", **vendor_task_options(None, retries=2))
+def start_provisioning(provision_id: int) -> dict[str, list[str]]:
+    """Mark the provision provisioning, create its step and mailbox rows; return the plan."""
+    records.prepare_steps(provision_id, PROVISION_STEPS)
+    with runtime.db() as session:
+        provision = session.get(Provision, provision_id)
+        if provision is None:
+            raise NotStartableError(f"provision {provision_id} does not exist")
+        if provision.status not in STARTABLE:
+            raise NotStartableError(
+                f"provision {provision_id} is {provision.status}; only paid provisions run"
+            )
+        if provision.status == ProvisionStatus.FAILED:
+            provision.status_reason = None
+            provision.remedy = None
+        if provision.status != ProvisionStatus.ACTIVE:
+            provision.status = ProvisionStatus.PROVISIONING.value
+        provision.current_flow_run_id = str(flow_run.id) if flow_run.id else None
+        domains = [d for d in provision.domains if d.purchase_state != PurchaseState.ABANDONED]
+        if len(domains) != provision.tier.domain_count:
+            raise ProvisioningBlockedError(
+                f"{len(domains)} domains chosen, tier needs {provision.tier.domain_count}",
+                student_message="Your domain selection is incomplete; please choose your domains again.",
+                remedy="another_domain",
+            )
+        addresses = _ensure_mailbox_rows(session, provision, domains)
+        return {"domains": sorted(d.name for d in domains), "addresses": sorted(addresses)}
+
+
+def _ensure_mailbox_rows(session: Any, provision: Provision, domains: list[Domain]) -> list[str]:
+    patterns = provision.username_patterns[: provision.tier.mailboxes_per_domain]
+    addresses = []
+    for domain in domains:
+        existing = {m.address for m in domain.mailboxes}
+        for pattern in patterns:
+            username = render_username(
+                pattern, provision.sender_first_name, provision.sender_last_name
+            )
+            address = f"{username}@{domain.name}"
+            addresses.append(address)
+            if address not in existing:
+                session.add(
+                    Mailbox(
+                        domain=domain,
+                        address=address,
+                        username=username,
+                        first_name=provision.sender_first_name,
+                        last_name=provision.sender_last_name,
+                    )
+                )
+    return addresses
+
+
+@task(name="finish-provisioning", **vendor_task_options(None, retries=2))
+def finish_provisioning(provision_id: int, step_key: str = "finish") -> dict[str, Any]:
+    """Mark the provision active, publish the run's summary artifact, queue the notification."""
+    with records.step(provision_id, step_key):
+        with runtime.db() as session:
+            provision = session.get(Provision, provision_id)
+            assert provision is not None
+            provision.status = ProvisionStatus.ACTIVE.value
+            provision.activated_at = provision.activated_at or utcnow()
+            provision.status_reason = provision.remedy = None
+            provision.waiting_for = provision.waiting_since = None
+            summary = summarize(provision)
+            _queue_notification(
+                session,
+                key=f"provision-active:{provision_id}",
+                recipient=provision.user.email,
+                subject="Your outbound infrastructure is ready",
+                body=f"Your {len(summary['domains'])} domains and {summary['mailbox_count']} "
+                "mailboxes are set up and warming up.",
+            )
+    create_markdown_artifact(
+        key=f"provision-{provision_id}",
+        markdown=summary_markdown(summary),
+        description=f"Provision {provision_id}: what was set up",
+    )
+    return {"provision_id": provision_id, "status": "active", "domains": summary["domains"]}
+
+
+def summarize(provision: Provision) -> dict[str, Any]:
+    """Vendor ids and resources of a provision, with no secrets."""
+    domains = [d for d in provision.domains if d.purchase_state == PurchaseState.PURCHASED]
+    return {
+        "provision_id": provision.id,
+        "student": provision.user.email,
+        "tier": provision.tier.name,
+        "zapmail_workspace_id": provision.zapmail_workspace_id,
+        "plusvibe_workspace_id": provision.plusvibe_workspace_id,
+        "plusvibe_login": provision.plusvibe_client_email,
+        "heyreach_list_id": provision.heyreach_list_id,
+        "domains": [
+            {
+                "name": d.name,
+                "zapmail_id": d.zapmail_domain_id,
+                "status": d.status,
+                "dmarc": d.dmarc_email,
+                "mailboxes": [
+                    {
+                        "address": m.address,
+                        "zapmail_id": m.zapmail_mailbox_id,
+                        "plusvibe_id": m.plusvibe_account_id,
+                        "warmup": m.warmup_enabled,
+                    }
+                    for m in d.mailboxes
+                ],
+            }
+            for d in domains
+        ],
+        "mailbox_count": sum(len(d.mailboxes) for d in domains),
+    }
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """Render a provision summary as the Prefect artifact's markdown."""
+    lines = [
+        f"# Provision {summary['provision_id']}: {summary['student']} ({summary['tier']})",
+        "",
+        f"- Zapmail workspace: `{summary['zapmail_workspace_id']}`",
+        f"- PlusVibe workspace: `{summary['plusvibe_workspace_id']}`, "
+        f"login `{summary['plusvibe_login']}` (password stored encrypted, not shown)",
+        f"- HeyReach list: `{summary['heyreach_list_id']}`",
+        "",
+        "| domain | Zapmail id | status | DMARC | mailbox | Zapmail id | PlusVibe id | warmup |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for domain in summary["domains"]:
+        for box in domain["mailboxes"]:
+            lines.append(
+                f"| {domain['name']} | {domain['zapmail_id']} | {domain['status']} | "
+                f"{domain['dmarc']} | {box['address']} | {box['zapmail_id']} | "
+                f"{box['plusvibe_id']} | {'on' if box['warmup'] else 'off'} |"
+            )
+    return "\n".join(lines)
+
+
+def _queue_notification(session: Any, *, key: str, recipient: str, subject: str, body: str) -> None:
+    """Queue an email once: the unique key makes reruns and retries harmless."""
+    if session.scalar(select(Notification.id).where(Notification.key == key)) is None:
+        session.add(Notification(key=key, recipient=recipient, subject=subject, body=body))
+
+
+def mark_provision_failed(provision_id: int, exc: BaseException | None, reason: str) -> None:
+    """Record a run's failure for good: the failing step, plain words, and the remedy."""
+    failed_step = records.fail_running_steps(provision_id, reason) or records.first_failed_step(
+        provision_id
+    )
+    with runtime.db() as session:
+        provision = session.get(Provision, provision_id)
+        if provision is None or provision.status == ProvisionStatus.CANCELLED:
+            return
+        if isinstance(exc, NotStartableError):
+            return  # nothing ran: the provision's own status is already the truth
+        provision.status = ProvisionStatus.FAILED.value
+        message = (
+            exc.student_message
+            if isinstance(exc, ProvisioningBlockedError)
+            else records.STEP_FAILURE.get(failed_step or "", "Setup stopped.")
+        )
+        provision.status_reason = f"{failed_step or 'setup'}: {message}"
+        provision.remedy = exc.remedy if isinstance(exc, ProvisioningBlockedError) else None
+        provision.waiting_for = provision.waiting_since = None
+        _queue_notification(
+            session,
+            key=f"provision-failed:{provision_id}:{provision.current_flow_run_id}:{failed_step}",
+            recipient=provision.user.email,
+            subject="Your outbound setup needs attention",
+            body=f"{message} We will keep you posted.",
+        )

@@ -1,0 +1,97 @@
+"""Process-wide resources for tasks: settings, the app-DB engine and sessions.
+
+Tasks receive only ids (Prefect caching needs hashable, plain inputs), so they reach the database
+and vendors through these accessors, built once per worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
+
+from clients.heyreach import HeyReachClient
+from clients.plusvibe import PlusVibeClient
+from clients.zapmail import ZapmailClient
+from core.db import make_engine
+from core.db import make_sessionmaker
+from core.db import session_scope
+from core.settings import Settings
+from core.settings import get_settings
+from tasks.limits import HEYREACH
+from tasks.limits import PLUSVIBE
+from tasks.limits import ThrottledTransport
+from tasks.limits import throttled
+from tasks.limits import zapmail_limits
+
+_override: Settings | None = None
+
+
+def settings() -> Settings:
+    """Return the settings in force for this process."""
+    return _override or get_settings()
+
+
+def use_settings(new: Settings | None) -> None:
+    """Replace the process settings (tests, the demo) and drop everything built from the old ones."""
+    global _override
+    _override = new
+    # Close what the old settings built: pooled DB connections and vendor HTTP pools.
+    if engine.cache_info().currsize:
+        engine().dispose()
+    for client in (zapmail, plusvibe, heyreach):
+        if client.cache_info().currsize:
+            client().close()
+    for cached in (engine, _factory, zapmail, plusvibe, heyreach):
+        cached.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def engine() -> Engine:
+    """The app-DB engine: from the SqlAlchemyConnector block when configured, else the URL."""
+    current = settings()
+    if current.app_db_block:
+        # Imported lazily: only deployments that manage DB credentials in Prefect need it.
+        from prefect_sqlalchemy import SqlAlchemyConnector
+
+        connector = SqlAlchemyConnector.load(current.app_db_block)
+        return connector.get_engine(pool_pre_ping=True)
+    return make_engine(current.database_url)
+
+
+@lru_cache(maxsize=1)
+def _factory() -> sessionmaker[Session]:
+    return make_sessionmaker(engine())
+
+
+@contextmanager
+def db() -> Iterator[Session]:
+    """Yield a session that commits on success and rolls back on error."""
+    with session_scope(_factory()) as session:
+        yield session
+
+
+# One client per vendor and process: connection pools are reused across tasks, and every
+# request waits for its slot of the vendor's global rate limit (tasks/limits.py).
+
+
+@lru_cache(maxsize=1)
+def zapmail() -> ZapmailClient:
+    """The Zapmail client (use ``.for_workspace(id)`` for workspace-scoped calls)."""
+    return ZapmailClient.from_settings(settings(), transport=ThrottledTransport(zapmail_limits))
+
+
+@lru_cache(maxsize=1)
+def plusvibe() -> PlusVibeClient:
+    """The PlusVibe client, authenticated as the operator."""
+    return PlusVibeClient.from_settings(settings(), transport=throttled(PLUSVIBE))
+
+
+@lru_cache(maxsize=1)
+def heyreach() -> HeyReachClient:
+    """The HeyReach client."""
+    return HeyReachClient.from_settings(settings(), transport=throttled(HEYREACH))

@@ -1,0 +1,61 @@
+"""Waiting for vendor resources without holding a worker process (architecture section 6).
+
+A run with a deployment records what it waits for and suspends: its process exits and the
+sweeper (or a Zapmail webhook) resumes it once a listing shows the resources ready; the resumed
+run replays its cached steps instantly and checks again. A run without a deployment (a local
+call, a test) cannot suspend, so it polls with a deadline instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prefect import suspend_flow_run
+from prefect.context import FlowRunContext
+
+from tasks import records
+from tasks import runtime
+from tasks.errors import NotReadyError
+
+Check = Callable[[int, list[str]], Any]
+
+
+def can_suspend() -> bool:
+    """Whether the current flow run can suspend (only runs of a deployment can)."""
+    context = FlowRunContext.get()
+    return bool(context and context.flow_run and context.flow_run.deployment_id)
+
+
+def wait_until(
+    provision_id: int,
+    step_key: str,
+    *,
+    waiting_for: str,
+    check: Check,
+    items: list[str],
+    summary: str,
+) -> None:
+    """Return once ``check(provision_id, items)`` is true; suspend or poll until then."""
+    if check(provision_id, items):
+        _done(provision_id, step_key)
+        return
+    waits = records.mark_waiting(provision_id, step_key, waiting_for=waiting_for, summary=summary)
+    settings = runtime.settings()
+    if can_suspend():
+        # A fresh key per wait: Prefect ignores a suspend whose key it has already seen.
+        suspend_flow_run(timeout=int(settings.wait_timeout_s), key=f"{step_key}-{waits}")
+        return  # not reached: suspending ends this process; the resumed run starts over
+    deadline = time.monotonic() + settings.wait_timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(settings.wait_poll_s)
+        if check(provision_id, items):
+            _done(provision_id, step_key)
+            return
+    raise NotReadyError(f"{waiting_for} not ready after {settings.wait_timeout_s:.0f}s")
+
+
+def _done(provision_id: int, step_key: str) -> None:
+    records.clear_waiting(provision_id)
+    records.complete_step(provision_id, step_key)

@@ -1,0 +1,80 @@
+"""Fixtures for flow tests: a real Prefect server, the sandbox, and paid provisions to run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
+from prefect.settings import temporary_settings
+from sqlalchemy.orm import Session
+
+from core.settings import Settings
+from tasks import runtime
+from tests.factories import make_paid_provision
+
+FAST_SANDBOX = {"domain_activation_s": 1.0, "mailbox_activation_s": 1.0, "export_delay_s": 1.0}
+
+
+@dataclass
+class Pipeline:
+    """What a flow test needs: settings in force, the sandbox handle, a DB session."""
+
+    settings: Settings
+    sandbox: Any
+    session: Session
+
+    def available_names(self, count: int, stem: str) -> list[str]:
+        """Return ``count`` names the sandbox says are available (one availability check)."""
+        candidates = [f"{stem}{i}.com" for i in range(20)]
+        response = httpx.post(
+            f"{self.sandbox.zapmail_url}/v2/domains/available-bulk",
+            json={"domainNames": candidates},
+            headers={"x-auth-zapmail": "sandbox-zapmail-key"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        rows = response.json()["data"]["domains"]
+        free = [row["domainName"] for row in rows if row["status"] == "AVAILABLE"]
+        assert len(free) >= count, f"sandbox has too few free names for {stem}"
+        return free[:count]
+
+    def paid_provision(self, email: str = "tim@student.test", **overrides: Any) -> int:
+        """Create a paid (provisioning) provision with available domains; return its id."""
+        stem = email.split("@")[0].replace(".", "") + "brand"
+        domains = overrides.pop("domains", None) or self.available_names(3, stem)
+        provision = make_paid_provision(self.session, email=email, domains=domains, **overrides)
+        self.session.commit()
+        return provision.id
+
+
+@pytest.fixture
+def pipeline(
+    prefect_api: str,  # noqa: ARG001 - flows need the Prefect server running
+    sandbox: Any,
+    session: Session,
+    db_url: str,
+    tmp_path: Path,
+) -> Iterator[Pipeline]:
+    """Settings for in-process flow runs against the sandbox, with fast vendor lifecycles."""
+    sandbox.reset()
+    sandbox.configure(**FAST_SANDBOX)
+    settings = Settings(
+        env="test",
+        database_url=db_url,
+        sandbox_url=sandbox.url,
+        instance_dir=tmp_path,
+        wait_poll_s=0.2,
+        purchase_settle_s=2.0,
+        vendor_timeout_s=5.0,
+        _env_file=None,
+    )
+    runtime.use_settings(settings)
+    # A fresh result store per test: cached steps must come from this test's runs only.
+    with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path / "results"}):
+        yield Pipeline(settings=settings, sandbox=sandbox, session=session)
+    runtime.use_settings(None)

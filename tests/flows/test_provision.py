@@ -1,0 +1,95 @@
+"""The provisioning flow end to end: real Prefect server, real PostgreSQL, sandbox over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from core.crypto import SecretBox
+from core.models import Domain
+from core.models import Mailbox
+from core.models import Provision
+from core.models import ProvisioningStep
+from core.pipeline import PROVISION_STEPS
+from flows.provision import provision
+from tests.flows.conftest import Pipeline
+
+pytestmark = pytest.mark.prefect
+
+
+def sandbox_state(pipeline: Pipeline, vendor: str) -> dict:
+    return pipeline.sandbox.control("GET", f"/{vendor}/state").json()
+
+
+def test_happy_path_reaches_active_and_everything_agrees(pipeline: Pipeline) -> None:
+    provision_id = pipeline.paid_provision()
+
+    result = provision(provision_id)
+
+    assert result["status"] == "active"
+    session = pipeline.session
+    session.expire_all()
+    row = session.get(Provision, provision_id)
+    assert row is not None
+    assert row.status == "active"
+    assert row.activated_at is not None
+
+    # Every step mirrored as completed, in pipeline order.
+    steps = session.scalars(
+        select(ProvisioningStep)
+        .where(ProvisioningStep.provision_id == provision_id)
+        .order_by(ProvisioningStep.position)
+    ).all()
+    assert [s.step_key for s in steps] == list(PROVISION_STEPS)
+    assert {s.status for s in steps} == {"completed"}
+
+    # Each domain charged exactly once; the right mailboxes created once each.
+    domains = session.scalars(select(Domain).where(Domain.provision_id == provision_id)).all()
+    names = sorted(d.name for d in domains)
+    purchases = pipeline.sandbox.ledger(vendor="zapmail", kind="domain_purchase")
+    assert sorted(p["item"] for p in purchases) == names
+    mailboxes = session.scalars(
+        select(Mailbox).join(Domain).where(Domain.provision_id == provision_id)
+    ).all()
+    expected = sorted(f"{u}@{n}" for n in names for u in ("tim", "tim.keen"))
+    assert sorted(m.address for m in mailboxes) == expected
+    created = pipeline.sandbox.ledger(vendor="zapmail", kind="mailbox_created")
+    assert sorted(c["item"] for c in created) == expected
+    assert all(d.status == "ACTIVE" and d.dmarc_email for d in domains)
+    assert all(
+        m.status == "ACTIVE" and m.plusvibe_account_id and m.warmup_enabled for m in mailboxes
+    )
+
+    # PlusVibe holds the accounts with warmup on, in the student's workspace.
+    settings = pipeline.settings
+    accounts = httpx.get(
+        f"{settings.plusvibe_base_url}/account/list",
+        params={"workspace_id": row.plusvibe_workspace_id, "limit": 100},
+        headers={"x-api-key": settings.plusvibe_api_key.get_secret_value()},
+        timeout=10,
+    ).json()["accounts"]
+    assert sorted(a["email"] for a in accounts) == expected
+    assert {a["warmup_status"] for a in accounts} == {"ACTIVE"}
+
+    # The HeyReach list exists; the PlusVibe password is stored sealed only.
+    lists = httpx.post(
+        f"{settings.heyreach_base_url}/list/GetAll",
+        json={"offset": 0, "limit": 100},
+        headers={"X-API-KEY": settings.heyreach_api_key.get_secret_value()},
+        timeout=10,
+    ).json()
+    assert row.heyreach_list_id in [item["id"] for item in lists["items"]]
+    assert row.plusvibe_client_password_enc
+    password = SecretBox.from_settings(settings).open(row.plusvibe_client_password_enc)
+    assert password.get_secret_value() not in row.plusvibe_client_password_enc
+
+
+def test_rerun_of_an_active_provision_spends_nothing(pipeline: Pipeline) -> None:
+    provision_id = pipeline.paid_provision()
+    provision(provision_id)
+    before = len(pipeline.sandbox.ledger())
+
+    provision(provision_id)
+
+    assert len(pipeline.sandbox.ledger()) == before
