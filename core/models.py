@@ -165,6 +165,12 @@ class Provision(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
+    # Portal (issue 5): the Stripe subscription as last applied, to ignore out-of-order events,
+    # and the HeyReach lead count the dashboard shows (written by the refresh flow).
+    subscription_status: Mapped[str | None] = mapped_column(String(32))
+    stripe_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heyreach_lead_count: Mapped[int | None] = mapped_column(Integer)
+
     user: Mapped[User] = relationship(back_populates="provision")
     tier: Mapped[Tier] = relationship()
     domains: Mapped[list[Domain]] = relationship(
@@ -335,6 +341,12 @@ class Upgrade(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
+    # Portal (issue 5): an upgrade is paid by two invoices, the prorated subscription change and
+    # the extra setup fee (a separate invoice, see docs/stripe.md 3.2); it starts once both are.
+    stripe_proration_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    proration_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    fee_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
     provision: Mapped[Provision] = relationship(back_populates="upgrades")
     from_tier: Mapped[Tier] = relationship(foreign_keys=[from_tier_id])
     to_tier: Mapped[Tier] = relationship(foreign_keys=[to_tier_id])
@@ -381,3 +393,36 @@ class Notification(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# Portal (issue 5): wizard drafts and the availability-check budget.
+
+
+class WizardDraft(Base):
+    """A student's unfinished wizard choices, kept in the DB so they survive signing out."""
+
+    __tablename__ = "wizard_drafts"
+    __table_args__ = (UniqueConstraint("user_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # "order" (the first purchase) or "upgrade".
+    kind: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class AvailabilityCall(Base):
+    """One Zapmail availability call by the portal: the rolling window of the shared budget."""
+
+    __tablename__ = "availability_calls"
+    __table_args__ = (Index("ix_availability_calls_called_at", "called_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    called_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    name_count: Mapped[int] = mapped_column(Integer)
+    # "ok", "rate_limited" (a 429) or "error".
+    outcome: Mapped[str] = mapped_column(String(16))
+    # After a 429: no call before this instant (the vendor's Retry-After).
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -47,13 +47,14 @@ def run_name() -> str:
     return f"provision-{provision_id}-{student}"
 
 
-def on_run_failed(_flow: Flow[..., Any], run: FlowRun, state: State[Any]) -> None:
+def on_run_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:  # noqa: ARG001
     """Mirror a failed, crashed or cancelled run into the provision's status."""
-    provision_id = run.parameters.get("provision_id")
+    # Prefect calls hooks with these exact keyword names (the runner does, on a crash).
+    provision_id = flow_run.parameters.get("provision_id")
     if provision_id is None:
         return
     exc = state.result(raise_on_failure=False)
-    reason = f"run {run.name} {state.type.value.lower()}: {state.message or exc}"
+    reason = f"run {flow_run.name} {state.type.value.lower()}: {state.message or exc}"
     mark_provision_failed(
         int(provision_id), exc if isinstance(exc, BaseException) else None, reason
     )
@@ -71,6 +72,13 @@ def on_run_failed(_flow: Flow[..., Any], run: FlowRun, state: State[Any]) -> Non
 def provision(provision_id: int) -> dict[str, Any]:
     """Provision everything a paid order includes, resuming from the first unfinished step."""
     plan = start_provisioning(provision_id)
+    if plan.get("duplicate_of"):
+        # Another live run owns this provision; doing nothing here is what keeps it consistent.
+        return {
+            "provision_id": provision_id,
+            "status": "duplicate",
+            "live_run": plan["duplicate_of"],
+        }
     domains, addresses = plan["domains"], plan["addresses"]
 
     ensure_zapmail_workspace(provision_id)

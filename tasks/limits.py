@@ -10,6 +10,9 @@ windows such as Zapmail's 5/s and 200/min.
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +45,16 @@ HEYREACH = VendorLimit("heyreach", 1, 4.0, "HeyReach: 300 requests/min")
 VENDOR_LIMITS = (ZAPMAIL, ZAPMAIL_AVAILABILITY, PLUSVIBE, HEYREACH)
 
 AVAILABILITY_PATHS = ("/domains/available-bulk", "/domains/available")
+MAX_429_RESENDS = 8
+MAX_429_WAIT_S = 60.0
+_log = logging.getLogger(__name__)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return None
 
 
 def ensure_limits() -> list[str]:
@@ -73,9 +86,23 @@ class ThrottledTransport(httpx.BaseTransport):
         self._inner = inner or httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Take the slot(s), then send."""
-        rate_limit(self._limits_for(request), occupy=1, strict=True)
-        return self._inner.handle_request(request)
+        """Take the slot(s) and send; on a 429, wait as the vendor asks and send again."""
+        for attempt in range(MAX_429_RESENDS + 1):
+            # One limit at a time: acquiring several in one call makes Prefect compute the wait
+            # from the slowest limit's refill rate even when only a fast one is busy.
+            for name in self._limits_for(request):
+                rate_limit(name, occupy=1, strict=True)
+            response = self._inner.handle_request(request)
+            if response.status_code != 429 or attempt == MAX_429_RESENDS:
+                return response
+            # A 429 is refused before any work is done, so sending again is safe even for a
+            # purchase; absorbing it here keeps rate limits from ever using up task retries.
+            wait = _retry_after(response) or min(2.0**attempt, 30.0)
+            response.read()
+            response.close()
+            _log.info("%s answered 429; sending again in %.1fs", request.url.host, wait)
+            time.sleep(min(wait, MAX_429_WAIT_S) * random.uniform(1.0, 1.3))
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Close the wrapped transport."""

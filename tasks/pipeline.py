@@ -6,11 +6,15 @@ These touch only the app DB and Prefect; vendor work lives in the per-vendor tas
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
+from prefect import get_client
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from sqlalchemy import select
+from sqlalchemy import update
 
 from core.db import utcnow
 from core.models import Domain
@@ -48,9 +52,54 @@ def render_username(pattern: str, first: str, last: str) -> str:
     return "".join(ch for ch in username.lower() if ch.isalnum() or ch in "._-")
 
 
+def claim_provision(provision_id: int) -> str | None:
+    """Make this run the provision's only live run; return the live run's id if another holds it.
+
+    A compare-and-set on ``current_flow_run_id``: the claim succeeds when the field is empty,
+    already ours (a retry of this run), or names a run that has finished. Two runs started at
+    the same moment cannot both win, so a duplicate start never works on the same provision.
+    """
+    me = str(flow_run.id) if flow_run.id else None
+    with runtime.db() as session:
+        holder = session.scalar(
+            select(Provision.current_flow_run_id).where(Provision.id == provision_id)
+        )
+    if holder and holder != me and not _run_is_final(holder):
+        return holder
+    with runtime.db() as session:
+        claimed = session.execute(
+            update(Provision)
+            .where(
+                Provision.id == provision_id,
+                Provision.current_flow_run_id.is_(None)
+                if holder is None
+                else Provision.current_flow_run_id == holder,
+            )
+            .values(current_flow_run_id=me)
+        ).rowcount
+    if claimed:
+        return None
+    with runtime.db() as session:
+        return session.scalar(
+            select(Provision.current_flow_run_id).where(Provision.id == provision_id)
+        )
+
+
+def _run_is_final(flow_run_id: str) -> bool:
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+    except (ObjectNotFound, ValueError):
+        return True  # unknown to this server: nothing live can be holding the provision
+    return state is None or state.is_final()
+
+
 @task(name="start-provisioning", **vendor_task_options(None, retries=2))
-def start_provisioning(provision_id: int) -> dict[str, list[str]]:
-    """Mark the provision provisioning, create its step and mailbox rows; return the plan."""
+def start_provisioning(provision_id: int) -> dict[str, Any]:
+    """Claim the provision, mark it provisioning, create its step and mailbox rows; return the plan."""
+    live = claim_provision(provision_id)
+    if live is not None:
+        return {"duplicate_of": live, "domains": [], "addresses": []}
     records.prepare_steps(provision_id, PROVISION_STEPS)
     with runtime.db() as session:
         provision = session.get(Provision, provision_id)
@@ -65,7 +114,6 @@ def start_provisioning(provision_id: int) -> dict[str, list[str]]:
             provision.remedy = None
         if provision.status != ProvisionStatus.ACTIVE:
             provision.status = ProvisionStatus.PROVISIONING.value
-        provision.current_flow_run_id = str(flow_run.id) if flow_run.id else None
         domains = [d for d in provision.domains if d.purchase_state != PurchaseState.ABANDONED]
         if len(domains) != provision.tier.domain_count:
             raise ProvisioningBlockedError(

@@ -8,6 +8,7 @@ provision reuses finished steps (docs/prefect.md 2.2).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ from tasks.errors import PipelineError
 from tasks.locks import LockTimeoutError
 
 RETRIES = 4
+MAX_RETRY_AFTER_S = 60.0
 RETRY_DELAYS = exponential_backoff(backoff_factor=2)
 RETRY_JITTER = 0.5
 
@@ -39,11 +41,18 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def retry_if_transient(_task: Task[..., Any], _task_run: TaskRun, state: State[Any]) -> bool:
-    """Prefect retry condition: retry transient errors only."""
+    """Prefect retry condition: retry transient errors only, after any wait the vendor asked for."""
     try:
         state.result()
     except Exception as exc:  # noqa: BLE001 - classification, the error is re-raised by Prefect
-        return is_transient(exc)
+        if not is_transient(exc):
+            return False
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            # A 429's Retry-After is the vendor's own answer to "when": honour it (capped)
+            # before the task's backoff adds its jittered delay.
+            time.sleep(min(float(retry_after), MAX_RETRY_AFTER_S))
+        return True
     return False
 
 

@@ -9,8 +9,8 @@ Zapmail has no idempotency key and a lost answer may still have charged, so the 
 3. Record the intent (committed) before the single buy call; never retry that call blindly.
 4. After the call, whatever it answered, list the workspace: found means bought. A domain still
    missing is searched for until ``purchase_settle_s`` after its intent; only if it is still
-   absent then (Zapmail refunds taken names and drops unpaid orders) is it bought again, on the
-   task's next attempt.
+   absent then (Zapmail refunds taken names and drops unpaid orders) and still free is it
+   proven not bought, and bought again (at most ``MAX_ROUNDS`` rounds per attempt).
 """
 
 from __future__ import annotations
@@ -37,24 +37,25 @@ from tasks.errors import ProvisioningBlockedError
 
 AVAILABILITY_BATCH = 20  # Zapmail's available-bulk maximum
 SETTLE_POLL_S = 10.0
+# Buy rounds per attempt: a round only repeats for names proven not bought after settling.
+MAX_ROUNDS = 3
 
 
 def buy_domains(provision_id: int, names: Sequence[str], details: dict[str, Any]) -> dict[str, str]:
     """Make sure every named domain is bought exactly once; return name -> Zapmail domain id."""
     workspace_id = _workspace_id(provision_id)
     client = runtime.zapmail().for_workspace(workspace_id)
-    states = _states(provision_id, names)
-
-    if any(state == PurchaseState.INTENT for state in states.values()):
-        _reconcile(provision_id, client, names)
-        _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
-
-    todo = _in_state(provision_id, names, PurchaseState.SELECTED)
-    if todo:
+    for _round in range(MAX_ROUNDS):
+        if _in_state(provision_id, names, PurchaseState.INTENT):
+            _reconcile(provision_id, client, names)
+            _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
+        todo = _in_state(provision_id, names, PurchaseState.SELECTED)
+        if not todo:
+            break
         prices = _confirm_available(client, todo)
         _confirm_wallet(client, prices)
         _record_intent(provision_id, prices)
-        details["bought"] = sorted(todo)
+        details.setdefault("buy_calls", []).append(sorted(todo))
         try:
             client.buy_domains(todo)
         except VendorError as exc:
@@ -62,10 +63,10 @@ def buy_domains(provision_id: int, names: Sequence[str], details: dict[str, Any]
                 # The vendor refused before charging (4xx, 429, connection never made).
                 _revert_intent(provision_id, todo)
                 raise
-            details["outcome_unknown"] = str(exc)
+            details.setdefault("outcome_unknown", []).append(str(exc))
+        # Whatever the answer said, the workspace is the truth.
         _reconcile(provision_id, client, names)
         _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
-
     return _purchased_ids(provision_id, names)
 
 
@@ -147,11 +148,8 @@ def _settle(provision_id: int, client: ZapmailClient, pending: list[str]) -> Non
             ),
             remedy="another_domain",
         )
+    # Free and not in our workspace after settling: proven not bought, so it may be bought again.
     _revert_intent(provision_id, pending)
-    raise AmbiguousPurchaseError(
-        f"purchase of {pending} not found {settle.total_seconds():.0f}s after the call; "
-        "it did not go through and will be made again on the next attempt"
-    )
 
 
 def _check(client: ZapmailClient, names: Sequence[str]) -> dict[str, tuple[bool, int | None]]:

@@ -121,22 +121,29 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A temporary Prefect server (the official test harness) with the vendor limits created."""
+    """A real Prefect server on its own PostgreSQL database, with the vendor limits created."""
     from prefect.settings import PREFECT_API_URL
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_ENABLED
     from prefect.settings import temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
 
     from tasks.limits import ensure_limits
+    from tests.support.prefect_server import drain_prefect_workers
+    from tests.support.prefect_server import running_prefect_server
 
-    # Heartbeats off: each flow call would otherwise wait ~1 s for the heartbeat thread.
-    with temporary_settings(
-        {
-            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-            PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("prefect-results"),
-        }
-    ):
-        with prefect_test_harness(server_startup_timeout=60):
+    pg = make_url(DEFAULT_PG_URL if TEST_DATABASE_URL.startswith("sqlite") else TEST_DATABASE_URL)
+    url = pg.set(database=f"{pg.database}_prefect").render_as_string(hide_password=False)
+    with running_prefect_server(url, tmp_path_factory.mktemp("prefect-home")) as api:
+        # Heartbeats off: each flow call would otherwise wait ~1 s for the heartbeat thread.
+        with temporary_settings(
+            {
+                PREFECT_API_URL: api,
+                PREFECT_SERVER_EPHEMERAL_ENABLED: False,
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+                PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("prefect-results"),
+            }
+        ):
             ensure_limits()
-            yield PREFECT_API_URL.value()
+            yield api
+            drain_prefect_workers()

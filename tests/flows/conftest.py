@@ -78,3 +78,49 @@ def pipeline(
     with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path / "results"}):
         yield Pipeline(settings=settings, sandbox=sandbox, session=session)
     runtime.use_settings(None)
+
+
+PIPELINE_TASKS = (
+    "tasks.pipeline:start_provisioning",
+    "tasks.pipeline:finish_provisioning",
+    "tasks.zapmail:ensure_zapmail_workspace",
+    "tasks.zapmail:buy_domains",
+    "tasks.zapmail:check_domains_active",
+    "tasks.zapmail:set_dmarc",
+    "tasks.zapmail:create_mailboxes",
+    "tasks.zapmail:check_mailboxes_active",
+    "tasks.zapmail:export_to_plusvibe",
+    "tasks.plusvibe:ensure_plusvibe_workspace",
+    "tasks.plusvibe:check_accounts_connected",
+    "tasks.plusvibe:configure_warmup",
+    "tasks.heyreach:ensure_heyreach_list",
+)
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shorten task backoff to 0.2 s: fault tests are about recovery, not about waiting."""
+    import importlib
+
+    for dotted in PIPELINE_TASKS:
+        module, name = dotted.split(":")
+        task = getattr(importlib.import_module(module), name)
+        monkeypatch.setattr(task, "retry_delay_seconds", [0.2] * max(task.retries, 1))
+
+
+@pytest.fixture
+def fast_limits(pipeline: Pipeline) -> Iterator[None]:
+    """Lift vendor pacing for fault tests (the limits themselves are tested elsewhere)."""
+    from prefect import get_client
+
+    from tasks.limits import VENDOR_LIMITS
+    from tasks.limits import ensure_limits
+
+    pipeline.sandbox.configure(rate_limits_enabled=False)
+    with get_client(sync_client=True) as client:
+        for vendor in VENDOR_LIMITS:
+            client.upsert_global_concurrency_limit_by_name(
+                vendor.name, 50, slot_decay_per_second=200.0
+            )
+    yield
+    ensure_limits()

@@ -1,0 +1,43 @@
+"""Resume provisioning runs whose vendor resources became ready while they were suspended.
+
+One listing per waiting provision's workspace per sweep (never one call per domain), then
+``resume_flow_run`` for the ready ones; the resumed run replays its cached steps and continues.
+Deployment: ``sweep-waiting/every-minute`` (never overlaps itself).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.plusvibe import check_accounts_connected
+from tasks.sweep import find_waiting
+from tasks.sweep import resume_run
+from tasks.zapmail import check_domains_active
+from tasks.zapmail import check_mailboxes_active
+
+CHECKS = {
+    "domains_active": (check_domains_active, "domains"),
+    "mailboxes_active": (check_mailboxes_active, "addresses"),
+    "accounts_connected": (check_accounts_connected, "addresses"),
+}
+
+
+@flow(name="sweep-waiting", flow_run_name="sweep-waiting")
+def sweep_waiting(limit: int = 500) -> dict[str, Any]:
+    """Check every waiting provision once and resume the runs whose resources are ready."""
+    resumed, still_waiting = [], []
+    for waiting in find_waiting(limit):
+        check, items = CHECKS.get(str(waiting["waiting_for"]), (None, ""))
+        if check is None:
+            continue
+        if check(waiting["provision_id"], waiting[items]) and resume_run(waiting["flow_run_id"]):
+            resumed.append(waiting["provision_id"])
+        else:
+            still_waiting.append(waiting["provision_id"])
+    return {"resumed": resumed, "waiting": still_waiting}
+
+
+if __name__ == "__main__":
+    sweep_waiting()

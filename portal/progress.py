@@ -1,0 +1,230 @@
+"""The progress page's data: every pipeline step with its state, a percentage and an honest ETA.
+
+Step titles and typical durations live here, in one place. The numbers are what the vendors
+usually take (docs/architecture.md 6: domains minutes to hours, Google mailboxes about an hour);
+"slow" is the point after which we say a step is taking longer than usual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.db import utcnow
+from core.models import Provision
+from core.models import ProvisioningStep
+from core.models import ProvisionStatus
+from core.models import StepStatus
+from core.pipeline import PROVISION_STEPS
+from core.pipeline import UPGRADE_STEPS
+from core.pipeline import upgrade_step_key
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """How a step is presented and how long it usually takes."""
+
+    title: str
+    description: str
+    typical_s: int
+    slow_s: int
+
+
+STEP_INFO: dict[str, StepInfo] = {
+    "zapmail_workspace": StepInfo(
+        "Prepare your workspace", "A private workspace for your domains and mailboxes.", 20, 120
+    ),
+    "buy_domains": StepInfo("Buy your domains", "We register the domains you picked.", 60, 600),
+    "wait_domains": StepInfo(
+        "Domains go live",
+        "The registry activates each domain and we set up its mail records (MX, SPF, DKIM).",
+        30 * 60,
+        3 * 3600,
+    ),
+    "dmarc": StepInfo("Email authentication", "DMARC tells inboxes your mail is genuine.", 30, 300),
+    "mailboxes": StepInfo(
+        "Create mailboxes", "Two mailboxes per domain with your sender name.", 60, 600
+    ),
+    "wait_mailboxes": StepInfo(
+        "Mailboxes go live", "The mail provider activates each mailbox.", 60 * 60, 3 * 3600
+    ),
+    "plusvibe_workspace": StepInfo(
+        "Warmup account", "Your own PlusVibe login to watch warmup.", 30, 300
+    ),
+    "connect_plusvibe": StepInfo(
+        "Connect mailboxes to warmup", "Each mailbox is linked to the warmup tool.", 5 * 60, 45 * 60
+    ),
+    "warmup": StepInfo(
+        "Start warmup", "Warmup starts gently: 2 emails a day, rising slowly.", 30, 300
+    ),
+    "heyreach_list": StepInfo(
+        "LinkedIn lead list", "An empty HeyReach list, ready for your leads.", 15, 300
+    ),
+    "finish": StepInfo("Final checks", "We check everything and open your dashboard.", 10, 120),
+}
+
+STATUS_WORDS = {
+    StepStatus.PENDING.value: "Waiting to start",
+    StepStatus.RUNNING.value: "In progress",
+    StepStatus.WAITING.value: "Waiting on the provider",
+    StepStatus.COMPLETED.value: "Done",
+    StepStatus.FAILED.value: "Stopped",
+}
+
+PROVISION_WORDS = {
+    ProvisionStatus.PENDING_PAYMENT.value: "Waiting for your payment to be confirmed.",
+    ProvisionStatus.PROVISIONING.value: "We are setting everything up. You can close this page and come back any time.",
+    ProvisionStatus.ACTIVE.value: "Everything is ready.",
+    ProvisionStatus.FAILED.value: "Setup stopped. Nothing you paid for is lost.",
+    ProvisionStatus.CANCELLED.value: "This order was cancelled.",
+    ProvisionStatus.UPGRADING.value: "Adding the domains of your upgrade.",
+    ProvisionStatus.PAST_DUE.value: "Your last payment failed. Update your card in Billing to keep your mailboxes.",
+}
+
+REMEDY_WORDS = {
+    "another_domain": "One of your domains could not be bought. Your instructor will help you pick another one; nothing else is lost.",
+    "refund": "We could not finish your setup, so we will refund you. You do not need to do anything.",
+}
+
+
+def _step_rows(db: Session, provision_id: int) -> dict[str, Any]:
+    rows = db.execute(
+        select(
+            ProvisioningStep.step_key,
+            ProvisioningStep.status,
+            ProvisioningStep.attempt,
+            ProvisioningStep.started_at,
+            ProvisioningStep.finished_at,
+            ProvisioningStep.error_message,
+            ProvisioningStep.details,
+        ).where(ProvisioningStep.provision_id == provision_id)
+    ).all()
+    return {row.step_key: row for row in rows}
+
+
+def _estimate(steps: list[dict[str, Any]]) -> tuple[int, int]:
+    """Return (typical seconds left, slow-case seconds left) over unfinished steps."""
+    typical = slow = 0
+    for step in steps:
+        if step["status"] == StepStatus.COMPLETED.value:
+            continue
+        info = STEP_INFO.get(step["key"])
+        if info is None:
+            continue
+        spent = step["elapsed_s"] or 0
+        typical += max(info.typical_s - spent, int(info.typical_s * 0.1))
+        slow += max(info.slow_s - spent, int(info.slow_s * 0.1))
+    return typical, slow
+
+
+def build_steps(
+    keys: tuple[str, ...], rows: dict[str, Any], now: datetime, prefix: str = ""
+) -> list[dict[str, Any]]:
+    """Merge the mirror rows into the full step list (steps not started yet show as pending)."""
+    steps = []
+    for key in keys:
+        row = rows.get(prefix + key)
+        info = STEP_INFO[key]
+        status = row.status if row else StepStatus.PENDING.value
+        started = row.started_at if row else None
+        finished = row.finished_at if row else None
+        elapsed = None
+        if started is not None:
+            elapsed = int(((finished or now) - started).total_seconds())
+        details = (row.details or {}) if row else {}
+        steps.append(
+            {
+                "key": key,
+                "title": info.title,
+                "description": info.description,
+                "status": status,
+                "status_words": STATUS_WORDS.get(status, status),
+                "attempt": row.attempt if row else 0,
+                "elapsed_s": elapsed,
+                "typical_s": info.typical_s,
+                "slow": status in (StepStatus.RUNNING.value, StepStatus.WAITING.value)
+                and elapsed is not None
+                and elapsed > info.slow_s,
+                "message": row.error_message if row else None,
+                "waiting": details.get("waiting") if isinstance(details, dict) else None,
+            }
+        )
+    return steps
+
+
+def progress_for_user(db: Session, user_id: int) -> dict[str, Any] | None:
+    """Return the progress document for a student's provision, or None if they have none."""
+    provision = db.execute(
+        select(
+            Provision.id,
+            Provision.status,
+            Provision.status_reason,
+            Provision.remedy,
+            Provision.paid_at,
+            Provision.activated_at,
+        ).where(Provision.user_id == user_id)
+    ).first()
+    if provision is None:
+        return None
+    now = utcnow()
+    rows = _step_rows(db, provision.id)
+    steps = build_steps(PROVISION_STEPS, rows, now)
+    upgrade_keys = sorted({k.split(":", 1)[0] for k in rows if k.startswith("upgrade-")})
+    upgrade = None
+    if upgrade_keys and provision.status == ProvisionStatus.UPGRADING.value:
+        latest = max(upgrade_keys, key=lambda k: int(k.removeprefix("upgrade-")))
+        upgrade_id = int(latest.removeprefix("upgrade-"))
+        upgrade = build_steps(UPGRADE_STEPS, rows, now, prefix=upgrade_step_key(upgrade_id, ""))
+    tracked = upgrade if upgrade is not None else steps
+    done = sum(1 for s in tracked if s["status"] == StepStatus.COMPLETED.value)
+    total = len(tracked)
+    status = provision.status
+    if status == ProvisionStatus.ACTIVE.value:
+        percent = 100
+    else:
+        # Weight finished steps by their typical duration: waits dominate the real time.
+        weights = [STEP_INFO[s["key"]].typical_s for s in tracked]
+        finished = sum(
+            w
+            for w, s in zip(weights, tracked, strict=True)
+            if s["status"] == StepStatus.COMPLETED.value
+        )
+        percent = int(100 * finished / sum(weights)) if sum(weights) else 0
+        # Never show 100 % before the provision is active; always show a sliver once paid.
+        percent = min(max(percent, 2 if provision.paid_at else 0), 99)
+    typical_left, slow_left = _estimate(tracked)
+    failed = next((s for s in tracked if s["status"] == StepStatus.FAILED.value), None)
+    current = next(
+        (s for s in tracked if s["status"] in (StepStatus.RUNNING.value, StepStatus.WAITING.value)),
+        None,
+    )
+    elapsed = int((now - provision.paid_at).total_seconds()) if provision.paid_at else None
+    if status in (
+        ProvisionStatus.ACTIVE.value,
+        ProvisionStatus.CANCELLED.value,
+        ProvisionStatus.FAILED.value,
+    ):
+        typical_left = slow_left = 0
+    return {
+        "provision_id": provision.id,
+        "status": status,
+        "status_words": PROVISION_WORDS.get(status, status),
+        "status_reason": provision.status_reason,
+        "remedy": REMEDY_WORDS.get(provision.remedy or ""),
+        "percent": percent,
+        "done": done,
+        "total": total,
+        "elapsed_s": elapsed,
+        "remaining_s": typical_left,
+        "remaining_slow_s": slow_left,
+        "current": current["title"] if current else None,
+        "failed_step": failed["title"] if failed else None,
+        "failed_message": failed["message"] if failed else None,
+        "steps": steps,
+        "upgrade_steps": upgrade,
+        "finished": status == ProvisionStatus.ACTIVE.value,
+    }

@@ -1,0 +1,114 @@
+// Outbound Portal: progressive enhancement only; every page works without this file.
+(function () {
+  "use strict";
+
+  // Ask before destructive admin actions (forms carrying data-confirm).
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+    }
+  });
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) { return "—"; }
+    seconds = Math.max(0, Math.round(seconds));
+    if (seconds < 60) { return seconds + " s"; }
+    var minutes = Math.round(seconds / 60);
+    if (minutes < 60) { return minutes + " min"; }
+    var hours = Math.floor(minutes / 60);
+    minutes = minutes % 60;
+    if (hours < 48) { return minutes ? hours + " h " + minutes + " min" : hours + " h"; }
+    var days = Math.floor(hours / 24);
+    hours = hours % 24;
+    return hours ? days + " d " + hours + " h" : days + " d";
+  }
+
+  var BADGES = {
+    pending_payment: ["gray", "Awaiting payment"], provisioning: ["blue", "Setting up"],
+    active: ["green", "Active"], failed: ["red", "Failed"], cancelled: ["gray", "Cancelled"],
+    upgrading: ["blue", "Upgrading"], past_due: ["amber", "Past due"]
+  };
+
+  function setText(id, text) {
+    var el = document.getElementById(id);
+    if (el) { el.textContent = text; }
+  }
+
+  function renderSteps(list, steps) {
+    steps.forEach(function (s) {
+      var li = list.querySelector('[data-key="' + s.key + '"]');
+      if (!li) { return; }
+      li.className = "tl-step tl-" + s.status;
+      li.querySelector(".tl-state").textContent = s.status_words;
+      var meta = "";
+      if (s.elapsed_s !== null) {
+        meta = (s.status === "completed" ? "took " : "for ") + duration(s.elapsed_s);
+        if (s.status !== "completed") { meta += " · usually about " + duration(s.typical_s); }
+      } else if (s.status === "pending") {
+        meta = "usually about " + duration(s.typical_s);
+      }
+      if (s.slow) { meta += " · taking longer than usual"; }
+      li.querySelector(".tl-meta").textContent = meta;
+      var body = li.querySelector(".tl-body");
+      [["tl-note", s.waiting], ["tl-error", s.message]].forEach(function (pair) {
+        var node = body.querySelector("." + pair[0]);
+        if (pair[1]) {
+          if (!node) { node = document.createElement("div"); node.className = pair[0] + " small"; body.appendChild(node); }
+          node.textContent = pair[1];
+        } else if (node) {
+          node.remove();
+        }
+      });
+    });
+  }
+
+  function poll(section) {
+    var source = section.getAttribute("data-source");
+    var dashboard = section.getAttribute("data-dashboard");
+    var timer = null;
+    function tick() {
+      fetch(source, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (data) {
+          if (!data) { return; }
+          var bar = document.getElementById("progress-bar");
+          if (bar) { bar.value = data.percent; bar.textContent = data.percent + "%"; }
+          setText("progress-percent", data.percent + "%");
+          setText("progress-words", data.status_words);
+          setText("progress-done", data.done + " / " + data.total);
+          setText("progress-elapsed", duration(data.elapsed_s));
+          setText("progress-remaining", data.finished ? "Done" : (data.remaining_s ? "about " + duration(data.remaining_s) : "—"));
+          setText("progress-remaining-slow", data.remaining_slow_s && !data.finished ? "can take up to " + duration(data.remaining_slow_s) : "");
+          var badge = document.querySelector("#progress-badge .badge");
+          var look = BADGES[data.status];
+          if (badge && look) { badge.className = "badge badge-" + look[0]; badge.textContent = look[1]; }
+          var failure = document.getElementById("progress-failure");
+          if (failure) {
+            failure.classList.toggle("hidden", !(data.failed_message || data.remedy));
+            setText("progress-failed-step", data.failed_step || "");
+            setText("progress-failed-message", data.failed_message || "");
+            setText("progress-remedy", data.remedy || "");
+          }
+          var list = document.getElementById("progress-steps");
+          if (list) { renderSteps(list, data.upgrade_steps || data.steps); }
+          var cta = document.getElementById("progress-done-cta");
+          if (cta) { cta.classList.toggle("hidden", !data.finished); }
+          section.setAttribute("data-status", data.status);
+          if (data.finished && timer) {
+            window.clearInterval(timer);
+            window.setTimeout(function () { window.location.assign(dashboard); }, 1500);
+          }
+        })
+        .catch(function () { /* offline for a moment: the next tick tries again */ });
+    }
+    timer = window.setInterval(tick, 3000);
+    tick();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var section = document.getElementById("progress");
+    if (section && section.getAttribute("data-status") !== "active") { poll(section); }
+  });
+})();

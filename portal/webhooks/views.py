@@ -1,0 +1,202 @@
+"""Webhook endpoints: verify on the raw body, record each event once, act in the same transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+import stripe
+from flask import current_app
+from flask import jsonify
+from flask import request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from clients.stripe import verify_webhook
+from core.db import utcnow
+from core.models import Domain
+from core.models import Provision
+from core.models import WebhookEvent
+from portal import fulfilment
+from portal import orchestration
+from portal.billing import BillingError
+from portal.db import get_db
+from portal.webhooks import bp
+
+log = logging.getLogger(__name__)
+
+ZAPMAIL_TOLERANCE_S = 300
+
+
+def _bad(reason: str) -> ResponseReturnValue:
+    return jsonify(error="bad_request", reason=reason), 400
+
+
+def _record(
+    db: Session, provider: str, event_id: str, event_type: str, created: Any, payload: Any
+) -> bool:
+    """Insert the event row; False when this (provider, id) was already recorded."""
+    db.add(
+        WebhookEvent(
+            provider=provider,
+            event_id=event_id[:255],
+            event_type=event_type[:100],
+            event_created_at=created,
+            payload=payload,
+        )
+    )
+    try:
+        db.flush()
+    except IntegrityError:
+        # Unique (provider, event_id): a duplicate, possibly delivered concurrently. On PostgreSQL
+        # the second insert waits for the first transaction, so it only fails once that committed.
+        db.rollback()
+        return False
+    return True
+
+
+def _dispatch(db: Session, event: Any) -> str:
+    kind = event.type
+    obj = event.data.object
+    created = fulfilment.event_time(event)
+    if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        return fulfilment.fulfil_checkout(db, obj)
+    if kind == "checkout.session.async_payment_failed":
+        return fulfilment.payment_failed(db, obj)
+    if kind == "checkout.session.expired":
+        return fulfilment.checkout_expired(db, obj)
+    if kind in (
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    ):
+        return fulfilment.apply_subscription(db, obj, created)
+    if kind in ("invoice.paid", "invoice.payment_failed"):
+        return fulfilment.invoice_event(db, kind, obj, created)
+    return "ignored"
+
+
+@bp.post("/stripe")
+def stripe_webhook() -> ResponseReturnValue:
+    """Verify a Stripe event on the raw body, record it once and apply it; 400 writes nothing."""
+    payload = request.get_data()
+    signature = request.headers.get("Stripe-Signature", "")
+    if not signature:
+        return _bad("missing Stripe-Signature header")
+    secret = current_app.extensions["settings"].stripe_webhook_secret
+    if secret is None:
+        log.error("stripe webhook received but APP_STRIPE_WEBHOOK_SECRET is not set")
+        return jsonify(error="not_configured", reason="webhook secret not configured"), 503
+    try:
+        event = verify_webhook(payload, signature, secret.get_secret_value())
+    except stripe.SignatureVerificationError:
+        return _bad("invalid signature")
+    except ValueError:
+        return _bad("invalid JSON body")
+    except (AttributeError, KeyError, TypeError):
+        # Signed, valid JSON, but not an event object (e.g. a list).
+        return _bad("malformed event")
+    try:
+        event_id, event_type = str(event.id), str(event.type)
+        created = fulfilment.event_time(event)
+        event.data.object  # noqa: B018  (an event without an object is malformed)
+        body = json.loads(payload)
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
+        return _bad("malformed event")
+    if not event_id.startswith("evt_"):
+        return _bad("malformed event id")
+
+    db = get_db()
+    if not _record(db, "stripe", event_id, event_type, created, body):
+        return jsonify(status="duplicate"), 200
+    try:
+        outcome = _dispatch(db, event)
+        db.execute(
+            WebhookEvent.__table__.update()
+            .where(WebhookEvent.provider == "stripe", WebhookEvent.event_id == event_id)
+            .values(processed_at=utcnow())
+        )
+        db.commit()
+    except (orchestration.OrchestrationError, BillingError) as exc:
+        # Not recorded: Stripe retries, and the same idempotency keys make the retry harmless.
+        db.rollback()
+        log.error("stripe event %s (%s) not processed: %s", event_id, event_type, exc)
+        return jsonify(error="unavailable", reason="processing failed; retry later"), 503
+    except IntegrityError as exc:
+        db.rollback()
+        log.error("stripe event %s (%s) conflicted: %s", event_id, event_type, exc)
+        return jsonify(error="conflict", reason="processing conflicted; retry later"), 503
+    log.info("stripe event %s %s: %s", event_id, event_type, outcome)
+    return jsonify(status="ok", outcome=outcome), 200
+
+
+def _verify_zapmail(secret: str, body: bytes, header: str) -> bool:
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(time.time() - timestamp) > ZAPMAIL_TOLERANCE_S:
+        return False
+    expected = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+def _domain_of(data: dict[str, Any]) -> str | None:
+    for key in ("domainName", "domain"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value.strip().lower()
+    email = data.get("email")
+    if isinstance(email, str) and "@" in email:
+        return email.rsplit("@", 1)[1].lower()
+    return None
+
+
+@bp.post("/zapmail")
+def zapmail_webhook() -> ResponseReturnValue:
+    """Verify a signed Zapmail event and resume the provision waiting on that domain early."""
+    secret = current_app.config.get("ZAPMAIL_WEBHOOK_SECRET")
+    if not secret:
+        return jsonify(error="not_found", reason="Zapmail webhooks are not enabled"), 404
+    payload = request.get_data()
+    if not _verify_zapmail(secret, payload, request.headers.get("X-Zapmail-Signature", "")):
+        return _bad("invalid signature")
+    try:
+        body = json.loads(payload)
+        event_type = str(body["event"])
+        data = body["data"]
+        if not isinstance(data, dict):
+            raise TypeError("data is not an object")
+    except (ValueError, KeyError, TypeError):
+        return _bad("malformed event")
+    # Zapmail sends no event id: the body's hash identifies a delivery.
+    event_id = hashlib.sha256(payload).hexdigest()
+    db = get_db()
+    if not _record(db, "zapmail", event_id, event_type, None, body):
+        return jsonify(status="duplicate"), 200
+    domain = _domain_of(data)
+    resumed = 0
+    provision = None
+    if domain and event_type in ("domain.updated", "mailbox.updated"):
+        provision = db.scalar(
+            select(Provision)
+            .join(Domain)
+            .where(Domain.name == domain, Provision.waiting_for.is_not(None))
+        )
+    if provision is not None and provision.current_flow_run_id:
+        try:
+            resumed = int(orchestration.resume_run(provision.current_flow_run_id))
+        except orchestration.OrchestrationError as exc:
+            # The sweeper resumes it anyway; an early resume is only a bonus.
+            log.warning("could not resume run of provision %s: %s", provision.id, exc)
+    db.commit()
+    return jsonify(status="ok", resumed=resumed), 200

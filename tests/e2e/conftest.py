@@ -1,0 +1,114 @@
+"""End-to-end fixtures: the portal served on loopback, the sandbox delivering webhooks to it,
+headless Debian Chromium driven by Playwright, screenshots under test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+from werkzeug.serving import make_server
+
+from core.settings import PROJECT_ROOT
+from core.settings import Settings
+from portal import create_app
+from tests.portal import prefect_support
+from tests.support.databases import IN_CI
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def portal_prefect(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The portal's temporary Prefect API (one per session, shared with tests/portal)."""
+    return prefect_support.start(request.config, tmp_path_factory)
+
+
+class _Slot:
+    """A WSGI app whose target is set once the port (and so the public URL) is known."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        return self.app(environ, start_response)
+
+
+@pytest.fixture
+def live_portal(
+    session: Session,  # noqa: ARG001  (requested so every row is deleted after the test)
+    db_url: str,
+    sandbox: Any,
+    portal_prefect: str,
+    tmp_path: Path,
+) -> Iterator[Any]:
+    """The portal on a free loopback port; the sandbox's Stripe posts webhooks to it."""
+    slot = _Slot()
+    server = make_server("127.0.0.1", 0, slot, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    settings = Settings(
+        env="test",
+        database_url=db_url,
+        sandbox_url=sandbox.url,
+        instance_dir=tmp_path,
+        public_url=url,
+        prefect_api_url=portal_prefect,
+        _env_file=None,
+    )
+    slot.app = create_app(settings)
+    sandbox.reset(config=True)
+    sandbox.configure(rate_limits_enabled=False, stripe_webhook_url=f"{url}/webhooks/stripe")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield slot.app, url
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        sandbox.reset(config=True)
+        slot.app.extensions["portal_db"].dispose()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is missing; .ci/run installs the chromium package")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def shoot() -> Any:
+    """Save a full-page screenshot as test-artifacts/screenshots/<name>.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def save(page: Any, name: str) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return save

@@ -1,0 +1,110 @@
+"""Faults at every step: the run recovers by itself or after one retry, and never pays twice.
+
+Each kind of fault (5xx, timeout, 429 storm, response lost after the operation) is injected at
+every vendor endpoint of the pipeline at once, then the purchase gets each kind on its own.
+`make chaos` runs the long form, one endpoint per run (bench/chaos.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from prefect.client.schemas.objects import State
+
+from core.models import Provision
+from core.models import ProvisioningStep
+from flows.provision import provision
+from tests.flows.conftest import Pipeline
+
+pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("fast_retries", "fast_limits")]
+
+# Every vendor endpoint the pipeline calls, by step.
+ENDPOINTS = (
+    ("zapmail_workspace", "zapmail", "POST", "/v2/workspaces"),
+    ("buy_domains", "zapmail", "GET", "/v2/wallet/balance"),
+    ("buy_domains", "zapmail", "POST", "/v2/domains/buy"),
+    ("wait_domains", "zapmail", "GET", "/v2/domains"),
+    ("dmarc", "zapmail", "POST", "/v2/domains/dmarc"),
+    ("mailboxes", "zapmail", "POST", "/v2/mailboxes"),
+    ("wait_mailboxes", "zapmail", "GET", "/v2/mailboxes/list"),
+    ("plusvibe_workspace", "plusvibe", "POST", "/workspaces/add/"),
+    ("plusvibe_workspace", "plusvibe", "POST", "/client"),
+    ("connect_plusvibe", "zapmail", "POST", "/v2/exports/accounts/third-party"),
+    ("connect_plusvibe", "zapmail", "POST", "/v2/exports/mailboxes"),
+    ("connect_plusvibe", "plusvibe", "GET", "/account/list"),
+    ("warmup", "plusvibe", "PUT", "/account/bulk-update"),
+    ("warmup", "plusvibe", "PATCH", "/account/bulk-update-warmup"),
+    ("heyreach_list", "heyreach", "POST", "/list/CreateEmptyList"),
+)
+MUTATING = tuple(e for e in ENDPOINTS if e[2] != "GET")
+KINDS: dict[str, dict[str, Any]] = {
+    # One 5xx per endpoint: several endpoints share a task, whose retries redo its lookups.
+    "5xx": {"kind": "status", "status": 503, "times": 1},
+    "timeout": {"kind": "timeout", "hold_s": 1.5, "times": 1},
+    # Retry-After in tenths of a second keeps the storm short; the wait logic is the same.
+    "429 storm": {"kind": "rate_limit", "retry_after": 0.2, "times": 4},
+    "response lost": {"kind": "drop_response", "hold_s": 1.5, "times": 1},
+}
+
+
+def run_with_one_retry(pipeline: Pipeline, provision_id: int) -> tuple[str, list[str]]:
+    """Run the flow; if it fails, check what the student sees, then retry once."""
+    first: State[Any] = provision(provision_id, return_state=True)
+    if first.is_completed():
+        return "automatically", []
+    pipeline.session.expire_all()
+    row = pipeline.session.get(Provision, provision_id)
+    assert row is not None and row.status == "failed", "a failed run must show as failed"
+    assert row.status_reason, "the student must be told which step failed"
+    failed_steps = [
+        s.step_key
+        for s in pipeline.session.query(ProvisioningStep).filter_by(provision_id=provision_id)
+        if s.status == "failed"
+    ]
+    assert failed_steps, "the failing step must be named in the mirror"
+    second = provision(provision_id, return_state=True)
+    assert second.is_completed(), f"still failing after one retry: {second.message}"
+    return "after one retry", failed_steps
+
+
+def assert_paid_once_and_active(pipeline: Pipeline, provision_id: int) -> None:
+    pipeline.session.expire_all()
+    row = pipeline.session.get(Provision, provision_id)
+    assert row is not None and row.status == "active"
+    names = sorted(d.name for d in row.domains)
+    purchases = Counter(e["item"] for e in pipeline.sandbox.ledger(kind="domain_purchase"))
+    assert purchases == Counter(names), f"each domain charged exactly once, got {purchases}"
+    created = Counter(e["item"] for e in pipeline.sandbox.ledger(kind="mailbox_created"))
+    assert set(created.values()) == {1} and len(created) == 2 * len(names)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_fault_at_every_endpoint_is_survived(pipeline: Pipeline, kind: str) -> None:
+    pipeline.settings.vendor_timeout_s = 1.0
+    provision_id = pipeline.paid_provision(email=f"{kind.replace(' ', '')}@student.test")
+    endpoints = MUTATING if kind == "response lost" else ENDPOINTS
+    faults = [
+        pipeline.sandbox.add_fault(vendor=vendor, method=method, path=path, **KINDS[kind])
+        for _, vendor, method, path in endpoints
+    ]
+
+    run_with_one_retry(pipeline, provision_id)
+
+    hits = {f["id"]: f["hits"] for f in pipeline.sandbox.control("GET", "/faults").json()["faults"]}
+    assert all(hits[f["id"]] >= 1 for f in faults), "every injected fault was met by the run"
+    assert_paid_once_and_active(pipeline, provision_id)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_fault_on_the_purchase_never_charges_twice(pipeline: Pipeline, kind: str) -> None:
+    pipeline.settings.vendor_timeout_s = 1.0
+    provision_id = pipeline.paid_provision(email=f"buy{kind.replace(' ', '')}@student.test")
+    pipeline.sandbox.add_fault(
+        vendor="zapmail", method="POST", path="/v2/domains/buy", **KINDS[kind]
+    )
+
+    run_with_one_retry(pipeline, provision_id)
+
+    assert_paid_once_and_active(pipeline, provision_id)

@@ -1,0 +1,384 @@
+"""Admin: tiers with Stripe prices, the cohort, provision detail, retry, cancel and refund."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.db import utcnow
+from core.models import AuditLog
+from core.models import Provision
+from core.models import Role
+from core.models import Tier
+from tests.portal import prefect_support
+from tests.portal.helpers import PASSWORD
+from tests.portal.helpers import make_provision
+from tests.portal.helpers import make_user
+from tests.portal.helpers import post_event
+from tests.portal.helpers import set_steps
+from tests.portal.helpers import tiers
+
+STRIPE_AUTH = {"Authorization": "Bearer sk_test_sandbox"}
+
+
+def _stripe(sandbox: Any, path: str) -> Any:
+    return httpx.get(f"{sandbox.stripe_url}/v1/{path}", headers=STRIPE_AUTH).json()
+
+
+def _admin_client(app: Flask, session: Session) -> Any:
+    make_user(session, "boss@example.com", role=Role.ADMIN, name="Boss")
+    session.commit()
+    client = app.test_client()
+    client.post("/auth/login", data={"email": "boss@example.com", "password": PASSWORD})
+    return client
+
+
+@pytest.fixture
+def admin(app: Flask, session: Session) -> Any:
+    """A signed-in admin on the app without Prefect."""
+    return _admin_client(app, session)
+
+
+def _actions(session: Session) -> list[str]:
+    return list(session.scalars(select(AuditLog.action).order_by(AuditLog.id)))
+
+
+def test_create_tier_creates_stripe_product_and_prices(
+    admin: Any, session: Session, portal_sandbox: Any
+) -> None:
+    response = admin.post(
+        "/admin/tiers/new",
+        data={
+            "name": "Pro",
+            "slug": "pro",
+            "domain_count": 7,
+            "mailboxes_per_domain": 2,
+            "setup": "199",
+            "monthly": "99.50",
+            "active": "y",
+        },
+    )
+    assert response.status_code == 303
+    tier = session.scalars(select(Tier).where(Tier.slug == "pro")).one()
+    assert (tier.setup_cents, tier.monthly_cents) == (19900, 9950)
+    monthly = _stripe(portal_sandbox, f"prices/{tier.stripe_monthly_price_id}")
+    setup = _stripe(portal_sandbox, f"prices/{tier.stripe_setup_price_id}")
+    assert monthly["unit_amount"] == 9950 and monthly["recurring"]["interval"] == "month"
+    assert setup["unit_amount"] == 19900 and setup["type"] == "one_time"
+    assert monthly["product"] == tier.stripe_product_id
+    assert _actions(session) == ["tier_created"]
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("mailboxes_per_domain", "6", "Zapmail allows 1 to 5."),
+        ("monthly", "0", "The monthly fee must be more than zero."),
+        ("setup", "ten", "Enter an amount such as 97 or 97.50."),
+        ("slug", "Bad Slug", "Use lower-case letters"),
+    ],
+)
+def test_tier_form_rejects_bad_input_and_writes_nothing(
+    admin: Any, session: Session, field: str, value: str, message: str
+) -> None:
+    data = {
+        "name": "Pro",
+        "slug": "pro",
+        "domain_count": 7,
+        "mailboxes_per_domain": 2,
+        "setup": "199",
+        "monthly": "99",
+        "active": "y",
+    }
+    data[field] = value
+    response = admin.post("/admin/tiers/new", data=data)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert session.scalar(select(Tier).where(Tier.slug == "pro")) is None
+
+
+def test_repricing_creates_a_new_price_and_archives_the_old(
+    admin: Any, session: Session, portal_sandbox: Any
+) -> None:
+    admin.post(
+        "/admin/tiers/new",
+        data={
+            "name": "Pro",
+            "slug": "pro",
+            "domain_count": 7,
+            "mailboxes_per_domain": 2,
+            "setup": "199",
+            "monthly": "99",
+            "active": "y",
+        },
+    )
+    tier = session.scalars(select(Tier).where(Tier.slug == "pro")).one()
+    old_monthly, old_setup = tier.stripe_monthly_price_id, tier.stripe_setup_price_id
+    response = admin.post(
+        f"/admin/tiers/{tier.id}/edit",
+        data={
+            "name": "Pro",
+            "slug": "pro",
+            "domain_count": 7,
+            "mailboxes_per_domain": 2,
+            "setup": "199",
+            "monthly": "109",
+            "active": "y",
+        },
+    )
+    assert response.status_code == 303
+    session.expire_all()
+    tier = session.get(Tier, tier.id)
+    assert tier is not None
+    assert tier.stripe_setup_price_id == old_setup  # unchanged amount, same price
+    assert tier.stripe_monthly_price_id != old_monthly
+    assert _stripe(portal_sandbox, f"prices/{tier.stripe_monthly_price_id}")["unit_amount"] == 10900
+    assert _stripe(portal_sandbox, f"prices/{old_monthly}")["active"] is False
+    row = session.scalars(select(AuditLog).where(AuditLog.action == "tier_updated")).one()
+    assert row.details["archived_prices"] == [old_monthly]
+
+
+def test_a_sold_tier_cannot_change_size(admin: Any, session: Session) -> None:
+    student = make_user(session, "ann@example.com")
+    provision = make_provision(session, student, status="active")
+    session.commit()
+    tier = provision.tier
+    response = admin.post(
+        f"/admin/tiers/{tier.id}/edit",
+        data={
+            "name": tier.name,
+            "slug": tier.slug,
+            "domain_count": 4,
+            "mailboxes_per_domain": 2,
+            "setup": "97",
+            "monthly": "47",
+            "active": "y",
+        },
+    )
+    assert response.status_code == 400
+    assert "cannot change" in response.get_data(as_text=True)
+
+
+def test_deactivate_and_reorder_tiers(admin: Any, session: Session) -> None:
+    rows = tiers(session)
+    session.commit()
+    admin.post(f"/admin/tiers/{rows['growth'].id}/toggle")
+    admin.post(f"/admin/tiers/{rows['scale'].id}/move", data={"direction": "up"})
+    session.expire_all()
+    ordered = list(session.scalars(select(Tier.slug).order_by(Tier.sort_order)))
+    assert ordered == ["starter", "scale", "growth"]
+    assert session.scalars(select(Tier.active).where(Tier.slug == "growth")).one() is False
+    assert _actions(session) == ["tier_deactivated", "tier_moved"]
+    assert (
+        admin.post(
+            f"/admin/tiers/{rows['scale'].id}/move", data={"direction": "sideways"}
+        ).status_code
+        == 400
+    )
+
+
+def test_cohort_lists_students_with_step_error_and_readiness(admin: Any, session: Session) -> None:
+    ann = make_user(session, "ann@example.com", name="Ann")
+    failed = make_provision(session, ann, status="failed", paid_at=utcnow())
+    set_steps(
+        session,
+        failed,
+        {"zapmail_workspace": "completed", "buy_domains": "failed"},
+        error_detail="ZapmailServerError: wallet short",
+    )
+    bob = make_user(session, "bob@example.com", name="Bob")
+    make_provision(session, bob, status="active", activated_at=utcnow())
+    make_user(session, "cid@example.com", name="Cid")
+    session.commit()
+    page = admin.get("/admin/cohort").get_data(as_text=True)
+    for email in ("ann@example.com", "bob@example.com", "cid@example.com"):
+        assert email in page
+    assert "Buy your domains" in page and "wallet short" in page
+    assert "Not yet" in page  # Bob's mailboxes have just started warmup
+    only_failed = admin.get("/admin/cohort?status=failed").get_data(as_text=True)
+    assert "ann@example.com" in only_failed and "bob@example.com" not in only_failed
+    attention = admin.get("/admin/cohort?attention=1").get_data(as_text=True)
+    assert "ann@example.com" in attention and "cid@example.com" not in attention
+    by_email = admin.get("/admin/cohort?sort=email&dir=desc").get_data(as_text=True)
+    assert (
+        by_email.index("cid@example.com")
+        < by_email.index("bob@example.com")
+        < by_email.index("ann@example.com")
+    )
+    search = admin.get("/admin/cohort?q=bob").get_data(as_text=True)
+    assert "bob@example.com" in search and "ann@example.com" not in search
+
+
+def test_provision_detail_shows_steps_and_vendor_ids(admin: Any, session: Session) -> None:
+    ann = make_user(session, "ann@example.com")
+    provision = make_provision(
+        session, ann, status="failed", zapmail_workspace_id="ws_123", heyreach_list_id=99
+    )
+    set_steps(session, provision, {"zapmail_workspace": "completed", "buy_domains": "failed"})
+    session.commit()
+    page = admin.get(f"/admin/provisions/{provision.id}").get_data(as_text=True)
+    assert (
+        "ws_123" in page
+        and "ZapmailServerError: 500 boom" in page
+        and "Retry from last good step" in page
+    )
+    assert admin.get("/admin/provisions/999999").status_code == 404
+
+
+@pytest.mark.prefect
+def test_retry_reschedules_the_failed_run_and_is_audited(
+    app_factory: Any, portal_prefect: str, session: Session
+) -> None:
+    app = app_factory(prefect_api_url=portal_prefect)
+    admin = _admin_client(app, session)
+    ann = make_user(session, "ann@example.com")
+    provision = make_provision(
+        session, ann, status="failed", status_reason="Setup stopped", remedy="refund"
+    )
+    run_id = prefect_support.new_run(
+        portal_prefect, "provision/on-demand", {"provision_id": provision.id}
+    )
+    prefect_support.fail_run(portal_prefect, run_id)
+    provision.current_flow_run_id = run_id
+    session.commit()
+    page = admin.get(f"/admin/provisions/{provision.id}").get_data(as_text=True)
+    assert f"/runs/flow-run/{run_id}" in page and "Failed" in page
+    response = admin.post(f"/admin/provisions/{provision.id}/retry", follow_redirects=True)
+    assert "Retry scheduled" in response.get_data(as_text=True)
+    run = prefect_support.read_run(portal_prefect, run_id)
+    assert (run.state.type.value, run.state.name) == ("SCHEDULED", "AwaitingRetry")
+    session.expire_all()
+    fresh = session.get(Provision, provision.id)
+    assert fresh is not None
+    assert (fresh.status, fresh.status_reason, fresh.remedy) == ("provisioning", None, None)
+    row = session.scalars(select(AuditLog)).one()
+    assert (row.action, row.details["flow_run_id"]) == ("provision_retried", run_id)
+
+
+@pytest.mark.prefect
+def test_retry_refuses_a_run_that_is_still_active(
+    app_factory: Any, portal_prefect: str, session: Session
+) -> None:
+    app = app_factory(prefect_api_url=portal_prefect)
+    admin = _admin_client(app, session)
+    ann = make_user(session, "ann@example.com")
+    provision = make_provision(session, ann, status="failed")
+    provision.current_flow_run_id = prefect_support.new_run(
+        portal_prefect, "provision/on-demand", {"provision_id": provision.id}
+    )
+    session.commit()
+    page = admin.post(f"/admin/provisions/{provision.id}/retry", follow_redirects=True).get_data(
+        as_text=True
+    )
+    assert "still scheduled" in page
+    session.expire_all()
+    assert session.get(Provision, provision.id).status == "failed"
+    assert _actions(session) == []
+
+
+def test_retry_of_a_healthy_provision_is_refused(admin: Any, session: Session) -> None:
+    ann = make_user(session, "ann@example.com")
+    provision = make_provision(session, ann, status="active")
+    session.commit()
+    page = admin.post(f"/admin/provisions/{provision.id}/retry", follow_redirects=True).get_data(
+        as_text=True
+    )
+    assert "Only a failed provisioning or upgrade can be retried." in page
+
+
+def test_cancel_an_unpaid_order_releases_its_domains(admin: Any, session: Session) -> None:
+    ann = make_user(session, "ann@example.com")
+    provision = make_provision(session, ann, status="pending_payment")
+    session.commit()
+    admin.post(f"/admin/provisions/{provision.id}/cancel", data={"note": "duplicate account"})
+    session.expire_all()
+    fresh = session.get(Provision, provision.id)
+    assert fresh is not None and fresh.status == "cancelled" and fresh.domains == []
+    row = session.scalars(select(AuditLog)).one()
+    assert row.details == {"note": "duplicate account"}
+
+
+@pytest.mark.prefect
+def test_refund_and_cancel_a_failed_provision(
+    app_factory: Any, portal_prefect: str, session: Session, portal_sandbox: Any
+) -> None:
+    app = app_factory(prefect_api_url=portal_prefect)
+    rows = tiers(session)
+    make_user(session, "ann@example.com")
+    session.commit()
+    student = app.test_client()
+    student.post("/auth/login", data={"email": "ann@example.com", "password": PASSWORD})
+    student.post("/wizard/package", data={"tier_id": rows["starter"].id})
+    student.post("/wizard/domains", data={"action": "search", "brand": "refundco"})
+    page = student.get("/wizard/domains").get_data(as_text=True)
+    for name in re.findall(r'value="add"><input type="hidden" name="name" value="([^"]+)"', page)[
+        :3
+    ]:
+        student.post("/wizard/domains", data={"action": "add", "name": name})
+    student.post("/wizard/domains", data={"action": "continue"})
+    student.post(
+        "/wizard/mailboxes",
+        data={
+            "first_name": "Ann",
+            "last_name": "Lee",
+            "pattern_0": "{first}",
+            "pattern_1": "{last}",
+            "action": "continue",
+        },
+    )
+    session_id = student.post("/wizard/review").headers["Location"].rsplit("/", 1)[1]
+    portal_sandbox.control(
+        "POST", f"/stripe/checkout/{session_id}/complete", json={"method": "card"}
+    ).raise_for_status()
+    for e in portal_sandbox.control("GET", "/stripe/events").json()["events"]:
+        post_event(student, json.dumps(e).encode())
+    provision = session.scalars(select(Provision)).one()
+    provision.status = "failed"
+    provision.remedy = "refund"
+    session.commit()
+    admin = _admin_client(app, session)
+    partial = admin.post(
+        f"/admin/provisions/{provision.id}/refund",
+        data={"amount": "20", "reason": "goodwill"},
+        follow_redirects=True,
+    )
+    assert "Refunded $20." in partial.get_data(as_text=True)
+    full = admin.post(
+        f"/admin/provisions/{provision.id}/refund",
+        data={"amount": "", "reason": "setup failed for good", "cancel_subscription": "y"},
+        follow_redirects=True,
+    )
+    assert "Refunded $124." in full.get_data(as_text=True)  # what was left of 144
+    refunds = portal_sandbox.ledger(vendor="stripe", kind="refund")
+    assert sorted(int(r["amount"]) for r in refunds) == [2000, 12400]
+    session.expire_all()
+    fresh = session.get(Provision, provision.id)
+    assert fresh is not None and fresh.status == "cancelled"
+    sub = _stripe(portal_sandbox, f"subscriptions/{fresh.stripe_subscription_id}")
+    assert sub["status"] == "canceled"
+    assert _actions(session) == ["refund", "refund", "provision_cancelled"]
+    too_much = admin.post(
+        f"/admin/provisions/{provision.id}/refund",
+        data={"amount": "1", "reason": "again"},
+        follow_redirects=True,
+    )
+    assert "Stripe refused the refund" in too_much.get_data(as_text=True)
+
+
+def test_refund_needs_a_failed_order(admin: Any, session: Session) -> None:
+    ann = make_user(session, "ann@example.com")
+    provision = make_provision(
+        session, ann, status="active", stripe_checkout_session_id="cs_test_x"
+    )
+    session.commit()
+    page = admin.post(
+        f"/admin/provisions/{provision.id}/refund", data={"reason": "x"}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Refunds are for orders whose setup failed" in page

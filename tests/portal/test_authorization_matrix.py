@@ -1,0 +1,204 @@
+"""Every route x {anonymous, student A, student B, admin}: who may do what (M4).
+
+The route list comes from the app's url_map, so a new route without an entry here fails
+``test_every_route_has_an_expectation``. "login" means: redirected to the sign-in page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask import url_for
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.crypto import SecretBox
+from core.models import Mailbox
+from core.models import Role
+from core.models import Tier
+from tests.portal.helpers import PASSWORD
+from tests.portal.helpers import make_provision
+from tests.portal.helpers import make_user
+
+ROLES = ("anonymous", "student_a", "student_b", "admin")
+L = "login"
+
+# (endpoint, method): expected status for (anonymous, student A, student B, admin).
+EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
+    ("dashboard.home", "GET"): (L, 302, 302, 302),
+    ("dashboard.healthz", "GET"): (200, 200, 200, 200),
+    ("static", "GET"): (200, 200, 200, 200),
+    ("auth.login", "GET"): (200, 302, 302, 302),
+    ("auth.login", "POST"): (400, 400, 400, 400),
+    ("auth.logout", "POST"): (L, 302, 302, 302),
+    ("wizard.start", "GET"): (L, 302, 302, 403),
+    ("wizard.package", "GET"): (L, 302, 302, 403),
+    ("wizard.package", "POST"): (L, 302, 302, 403),
+    ("wizard.domains", "GET"): (L, 302, 302, 403),
+    ("wizard.domains", "POST"): (L, 302, 302, 403),
+    ("wizard.mailboxes", "GET"): (L, 302, 302, 403),
+    ("wizard.mailboxes", "POST"): (L, 302, 302, 403),
+    ("wizard.review", "GET"): (L, 302, 302, 403),
+    ("wizard.review", "POST"): (L, 302, 302, 403),
+    ("wizard.success", "GET"): (L, 404, 404, 403),
+    ("dashboard.progress", "GET"): (L, 200, 200, 403),
+    ("dashboard.progress_json", "GET"): (401, 200, 200, 403),
+    ("dashboard.overview", "GET"): (L, 200, 200, 403),
+    ("dashboard.mailbox", "GET"): (L, 200, 404, 403),
+    ("dashboard.refresh", "POST"): (L, 303, 303, 403),
+    ("dashboard.reveal_password", "POST"): (L, 200, 303, 403),
+    ("dashboard.billing_portal", "POST"): (L, 303, 404, 403),
+    ("dashboard.upgrade", "GET"): (L, 200, 200, 403),
+    ("dashboard.upgrade", "POST"): (L, 400, 400, 403),
+    ("dashboard.upgrade_domains", "GET"): (L, 302, 302, 403),
+    ("dashboard.upgrade_domains", "POST"): (L, 302, 302, 403),
+    ("dashboard.upgrade_review", "GET"): (L, 302, 302, 403),
+    ("dashboard.upgrade_review", "POST"): (L, 302, 302, 403),
+    ("admin.index", "GET"): (L, 403, 403, 302),
+    ("admin.cohort", "GET"): (L, 403, 403, 200),
+    ("admin.provision_detail", "GET"): (L, 403, 403, 200),
+    ("admin.retry", "POST"): (L, 403, 403, 303),
+    ("admin.cancel", "POST"): (L, 403, 403, 303),
+    ("admin.refund", "POST"): (L, 403, 403, 303),
+    ("admin.tiers", "GET"): (L, 403, 403, 200),
+    ("admin.tier_new", "GET"): (L, 403, 403, 200),
+    ("admin.tier_new", "POST"): (L, 403, 403, 400),
+    ("admin.tier_edit", "GET"): (L, 403, 403, 200),
+    ("admin.tier_edit", "POST"): (L, 403, 403, 400),
+    ("admin.tier_toggle", "POST"): (L, 403, 403, 303),
+    ("admin.tier_move", "POST"): (L, 403, 403, 400),
+    ("webhooks.stripe_webhook", "POST"): (400, 400, 400, 400),
+    ("webhooks.zapmail_webhook", "POST"): (404, 404, 404, 404),
+}
+
+
+def _routes(app: Flask) -> set[tuple[str, str]]:
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        for method in rule.methods or ():
+            if method not in ("HEAD", "OPTIONS"):
+                routes.add((rule.endpoint, method))
+    return routes
+
+
+def test_every_route_has_an_expectation(app: Flask) -> None:
+    assert _routes(app) == set(EXPECTED)
+
+
+@pytest.fixture
+def world(app: Flask, session: Session) -> dict[str, Any]:
+    """Student A (active, with a PlusVibe password), student B (active), an admin."""
+    box = SecretBox.from_settings(app.extensions["settings"])
+    a = make_user(session, "a@example.com")
+    b = make_user(session, "b@example.com")
+    make_user(session, "admin@example.com", role=Role.ADMIN)
+    pa = make_provision(
+        session,
+        a,
+        status="active",
+        stripe_customer_id="cus_missing",
+        plusvibe_client_email="a@pv.test",
+        plusvibe_client_password_enc=box.seal("pw-of-a"),
+    )
+    make_provision(session, b, status="active")
+    session.commit()
+    mailbox = session.scalars(
+        select(Mailbox.id).join(Mailbox.domain).where(Mailbox.address.like("%trya%"))
+    ).first()
+    return {
+        "provision_id": pa.id,
+        "mailbox_id": mailbox,
+        "tier_id": session.scalars(select(Tier.id).where(Tier.slug == "starter")).one(),
+        "filename": "app.css",
+    }
+
+
+def _client(app: Flask, role: str) -> Any:
+    client = app.test_client()
+    email = {
+        "student_a": "a@example.com",
+        "student_b": "b@example.com",
+        "admin": "admin@example.com",
+    }.get(role)
+    if email:
+        assert (
+            client.post("/auth/login", data={"email": email, "password": PASSWORD}).status_code
+            == 302
+        )
+    return client
+
+
+def _url(app: Flask, endpoint: str, world: dict[str, Any]) -> str:
+    rule = next(r for r in app.url_map.iter_rules() if r.endpoint == endpoint)
+    with app.test_request_context():
+        return url_for(endpoint, **{arg: world[arg] for arg in rule.arguments})
+
+
+@pytest.mark.parametrize("endpoint,method", sorted(EXPECTED), ids=lambda v: str(v))
+def test_route_access(app: Flask, world: dict[str, Any], endpoint: str, method: str) -> None:
+    url = _url(app, endpoint, world)
+    for role, expected in zip(ROLES, EXPECTED[(endpoint, method)], strict=True):
+        response = _client(app, role).open(url, method=method)
+        response.close()
+        if expected == L:
+            assert response.status_code in (302, 401), (role, url)
+            if response.status_code == 302:
+                assert response.headers["Location"].startswith("/auth/login"), (role, url)
+        else:
+            assert response.status_code == expected, (
+                role,
+                method,
+                url,
+                response.headers.get("Location"),
+            )
+
+
+@pytest.mark.usefixtures("world")
+def test_student_pages_never_show_another_students_data(app: Flask) -> None:
+    client = _client(app, "student_b")
+    a_domains = ["trya0.com", "trya1.com", "trya2.com"]
+    for url in (
+        "/",
+        "/progress",
+        "/progress.json",
+        "/dashboard",
+        "/upgrade",
+        "/wizard/",
+        "/wizard/review",
+    ):
+        body = client.get(url, follow_redirects=True).get_data(as_text=True)
+        assert "a@example.com" not in body and "a@pv.test" not in body
+        for name in a_domains:
+            assert name not in body, url
+    body = client.post("/dashboard/plusvibe-password", follow_redirects=True).get_data(as_text=True)
+    assert "pw-of-a" not in body
+
+
+def test_state_changing_routes_need_a_csrf_token(app_factory: Any, world: dict[str, Any]) -> None:
+    app = app_factory(WTF_CSRF_ENABLED=True)
+    posts = sorted(
+        k
+        for k in EXPECTED
+        if k[1] == "POST" and not k[0].startswith("webhooks.") and k[0] != "auth.login"
+    )
+    for role in ("student_a", "admin"):
+        client = app.test_client()
+        email = "a@example.com" if role == "student_a" else "admin@example.com"
+        with client.session_transaction():
+            pass
+        page = client.get("/auth/login").get_data(as_text=True)
+        token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+        assert (
+            client.post(
+                "/auth/login", data={"email": email, "password": PASSWORD, "csrf_token": token}
+            ).status_code
+            == 302
+        )
+        for endpoint, method in posts:
+            response = client.open(_url(app, endpoint, world), method=method)
+            expected_denied = (
+                {403} if (role == "student_a") == endpoint.startswith("admin.") else set()
+            )
+            assert response.status_code in {400} | expected_denied, (role, endpoint)

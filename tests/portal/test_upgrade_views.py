@@ -1,0 +1,167 @@
+"""Upgrades against the sandbox's Stripe: prorated price change plus a separate setup-fee invoice."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.db import utcnow
+from core.models import Domain
+from core.models import Provision
+from core.models import Tier
+from core.models import Upgrade
+from tests.portal import prefect_support
+from tests.portal.helpers import PASSWORD
+from tests.portal.helpers import make_user
+from tests.portal.helpers import post_event
+from tests.portal.helpers import tiers
+
+STRIPE_AUTH = {"Authorization": "Bearer sk_test_sandbox"}
+
+
+def _add_from_page(client: Any, url: str, brand: str, count: int) -> list[str]:
+    client.post(url, data={"action": "search", "brand": brand})
+    page = client.get(url).get_data(as_text=True)
+    names = re.findall(r'value="add"><input type="hidden" name="name" value="([^"]+)"', page)[
+        :count
+    ]
+    for name in names:
+        client.post(url, data={"action": "add", "name": name})
+    return names
+
+
+@pytest.fixture
+def active_student(
+    app_factory: Any, portal_prefect: str, session: Session, portal_sandbox: Any
+) -> tuple[Flask, Any, Provision]:
+    """A student who paid Starter in the sandbox and whose setup finished."""
+    tier_rows = tiers(session)
+    make_user(session, "ann@example.com")
+    session.commit()
+    app = app_factory(prefect_api_url=portal_prefect)
+    client = app.test_client()
+    client.post("/auth/login", data={"email": "ann@example.com", "password": PASSWORD})
+    client.post("/wizard/package", data={"tier_id": tier_rows["starter"].id})
+    _add_from_page(client, "/wizard/domains", "upgradeco", 3)
+    client.post("/wizard/domains", data={"action": "continue"})
+    client.post(
+        "/wizard/mailboxes",
+        data={
+            "first_name": "Ann",
+            "last_name": "Lee",
+            "pattern_0": "{first}",
+            "pattern_1": "{first}.{last}",
+            "action": "continue",
+        },
+    )
+    session_id = client.post("/wizard/review").headers["Location"].rsplit("/", 1)[1]
+    portal_sandbox.control(
+        "POST", f"/stripe/checkout/{session_id}/complete", json={"method": "card"}
+    ).raise_for_status()
+    for e in portal_sandbox.control("GET", "/stripe/events").json()["events"]:
+        post_event(client, json.dumps(e).encode())
+    provision = session.scalars(select(Provision)).one()
+    assert provision.status == "provisioning"
+    # What the provisioning flow would do at its end.
+    provision.status = "active"
+    provision.activated_at = utcnow()
+    session.commit()
+    return app, client, provision
+
+
+@pytest.mark.prefect
+def test_upgrade_charges_the_difference_and_starts_the_upgrade_flow(
+    active_student: tuple[Flask, Any, Provision],
+    portal_prefect: str,
+    session: Session,
+    portal_sandbox: Any,
+) -> None:
+    _app, client, provision = active_student
+    page = client.get("/upgrade").get_data(as_text=True)
+    assert "Growth" in page and "Scale" in page and "+2</strong> domains" in page
+    growth = session.scalars(select(Tier).where(Tier.slug == "growth")).one()
+    assert (
+        client.post("/upgrade", data={"tier_id": growth.id}).headers["Location"]
+        == "/upgrade/domains"
+    )
+    added = _add_from_page(client, "/upgrade/domains", "upgradeco", 2)
+    assert (
+        client.post("/upgrade/domains", data={"action": "continue"}).headers["Location"]
+        == "/upgrade/review"
+    )
+    before = prefect_support.run_ids(portal_prefect, "upgrade/on-demand")
+    response = client.post("/upgrade/review")
+    assert response.headers["Location"] == "/progress"
+    session.expire_all()
+    upgrade = session.scalars(select(Upgrade)).one()
+    assert upgrade.status == "provisioning"
+    assert upgrade.fee_paid_at and upgrade.proration_paid_at and upgrade.flow_run_id
+    assert prefect_support.run_ids(portal_prefect, "upgrade/on-demand") - before == {
+        upgrade.flow_run_id
+    }
+    assert prefect_support.read_run(portal_prefect, upgrade.flow_run_id).parameters == {
+        "upgrade_id": upgrade.id
+    }
+    fresh = session.get(Provision, provision.id)
+    assert fresh is not None
+    assert fresh.status == "upgrading"
+    assert fresh.tier.slug == "starter"  # the flow changes the tier once it is done
+    new = session.scalars(select(Domain.name).where(Domain.upgrade_id == upgrade.id)).all()
+    assert sorted(new) == sorted(added)
+    fee = httpx.get(
+        f"{portal_sandbox.stripe_url}/v1/invoices/{upgrade.stripe_invoice_id}", headers=STRIPE_AUTH
+    ).json()
+    assert fee["status"] == "paid" and fee["amount_paid"] == 14700 - 9700
+    assert fee["metadata"]["upgrade_id"] == str(upgrade.id)
+    sub = httpx.get(
+        f"{portal_sandbox.stripe_url}/v1/subscriptions/{fresh.stripe_subscription_id}",
+        headers=STRIPE_AUTH,
+    ).json()
+    assert sub["items"]["data"][0]["price"]["id"] == growth.stripe_monthly_price_id
+    assert sub["pending_update"] is None
+    proration = httpx.get(
+        f"{portal_sandbox.stripe_url}/v1/invoices/{upgrade.stripe_proration_invoice_id}",
+        headers=STRIPE_AUTH,
+    ).json()
+    assert proration["billing_reason"] == "subscription_update" and proration["status"] == "paid"
+
+
+@pytest.mark.prefect
+def test_declined_upgrade_changes_nothing(
+    active_student: tuple[Flask, Any, Provision],
+    portal_prefect: str,
+    session: Session,
+    portal_sandbox: Any,
+) -> None:
+    _app, client, provision = active_student
+    growth = session.scalars(select(Tier).where(Tier.slug == "growth")).one()
+    client.post("/upgrade", data={"tier_id": growth.id})
+    _add_from_page(client, "/upgrade/domains", "declineco", 2)
+    client.post("/upgrade/domains", data={"action": "continue"})
+    portal_sandbox.control(
+        "POST", "/stripe/fail_next_payment", json={"count": 2}
+    ).raise_for_status()
+    before = prefect_support.run_ids(portal_prefect, "upgrade/on-demand")
+    page = client.post("/upgrade/review", follow_redirects=True).get_data(as_text=True)
+    assert "declined" in page
+    session.expire_all()
+    upgrade = session.scalars(select(Upgrade)).one()
+    assert upgrade.status == "pending_payment"
+    assert prefect_support.run_ids(portal_prefect, "upgrade/on-demand") == before
+    fresh = session.get(Provision, provision.id)
+    assert fresh is not None and fresh.status == "active" and fresh.tier.slug == "starter"
+
+
+def test_upgrade_needs_an_active_provision(client: Any, auth: Any, session: Session) -> None:
+    make_user(session, "ann@example.com")
+    session.commit()
+    auth.login("ann@example.com")
+    assert client.get("/upgrade").status_code == 404
+    assert client.get("/upgrade/domains").status_code == 404

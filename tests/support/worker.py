@@ -1,0 +1,108 @@
+"""A real Prefect process worker for tests, running the deployments from prefect.yaml."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect import get_client
+from prefect.client.schemas.objects import FlowRun
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PREFECT = Path(sys.executable).with_name("prefect")
+
+
+def app_env(settings: Any) -> dict[str, str]:
+    """The APP_* environment that makes a flow process use ``settings``."""
+    return {
+        "APP_ENV": settings.env,
+        "APP_DATABASE_URL": settings.database_url,
+        "APP_SANDBOX_URL": settings.sandbox_url,
+        "APP_INSTANCE_DIR": str(settings.instance_dir),
+        "APP_WAIT_POLL_S": str(settings.wait_poll_s),
+        "APP_PURCHASE_SETTLE_S": str(settings.purchase_settle_s),
+        "APP_VENDOR_TIMEOUT_S": str(settings.vendor_timeout_s),
+        "APP_DATA_KEYS": settings.data_keys.get_secret_value(),
+    }
+
+
+@contextmanager
+def running_worker(
+    api_url: str, settings: Any, home: Path, results: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Deploy prefect.yaml to ``api_url`` and run a process worker until the block ends."""
+    env = {
+        **os.environ,
+        **app_env(settings),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_HOME": str(home),
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(results),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+        "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+        "APP_DIR": str(PROJECT_ROOT),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "deployments.setup"], cwd=PROJECT_ROOT, env=env, check=True
+    )
+    log = (home / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [
+            str(PREFECT),
+            "worker",
+            "start",
+            "--pool",
+            "outbound-process",
+            "--type",
+            "process",
+            "--limit",
+            "4",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    worker.log_path = home / "worker.log"  # type: ignore[attr-defined]
+    try:
+        yield worker
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        log.close()
+
+
+def read_run(run_id: UUID) -> FlowRun:
+    """Read a flow run from the API."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
+
+
+def flow_run_processes(worker_pid: int) -> list[int]:
+    """Pids of the flow-run processes the worker has started and that are still alive."""
+    result = subprocess.run(["pgrep", "-P", str(worker_pid)], capture_output=True, text=True)
+    return [int(pid) for pid in result.stdout.split()]
+
+
+def wait_for(predicate: Any, *, timeout_s: float, what: str, every_s: float = 0.3) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
