@@ -72,9 +72,12 @@ def _delete_all_rows(eng: Engine) -> None:
 def session(engine: Engine) -> Iterator[Session]:
     """A session on the main test database; every row is deleted afterwards."""
     factory = make_sessionmaker(engine)
-    with factory() as sess:
+    sess = factory()
+    try:
         yield sess
-        sess.rollback()
+    finally:
+        # close() rolls back whatever is open and returns the connection to the pool.
+        sess.close()
     _delete_all_rows(engine)
 
 
