@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     # process; in-process runs poll every wait_poll_s until wait_timeout_s.
     wait_poll_s: float = 30.0
     wait_timeout_s: float = 24 * 3600.0
+    # A wait first polls in-process this long (short waits skip the suspend/resume round trip),
+    # then suspends. 0 = suspend at once.
+    wait_inline_s: float = 30.0
     # Where flows keep their cross-process purchase locks when the app DB is SQLite.
     lock_dir: Path | None = None
 

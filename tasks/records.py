@@ -155,6 +155,16 @@ def mark_waiting(provision_id: int, key: str, *, waiting_for: str, summary: str)
         return count
 
 
+def count_checks(provision_id: int, key: str, checks: int) -> None:
+    """Add ``checks`` status polls to the step's tally (benchmarks report them apart)."""
+    with runtime.db() as session:
+        row = _row(session, provision_id, key)
+        row.details = {
+            **(row.details or {}),
+            "checks": int((row.details or {}).get("checks", 0)) + checks,
+        }
+
+
 def clear_waiting(provision_id: int) -> None:
     """Forget what the provision waited for (its resources are ready)."""
     with runtime.db() as session:

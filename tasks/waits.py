@@ -1,9 +1,10 @@
 """Waiting for vendor resources without holding a worker process (architecture section 6).
 
-A run with a deployment records what it waits for and suspends: its process exits and the
-sweeper (or a Zapmail webhook) resumes it once a listing shows the resources ready; the resumed
-run replays its cached steps instantly and checks again. A run without a deployment (a local
-call, a test) cannot suspend, so it polls with a deadline instead.
+A wait first polls in-process for ``wait_inline_s`` (short waits then cost no round trip).
+After that, a run with a deployment records what it waits for and suspends: its process exits
+and the sweeper (or a Zapmail webhook) resumes it once a listing shows the resources ready; the
+resumed run replays its cached steps instantly and checks again. A run without a deployment (a
+local call, a test) cannot suspend, so it keeps polling until ``wait_timeout_s``.
 """
 
 from __future__ import annotations
@@ -37,25 +38,32 @@ def wait_until(
     items: list[str],
     summary: str,
 ) -> None:
-    """Return once ``check(provision_id, items)`` is true; suspend or poll until then."""
-    if check(provision_id, items):
-        _done(provision_id, step_key)
-        return
-    waits = records.mark_waiting(provision_id, step_key, waiting_for=waiting_for, summary=summary)
+    """Return once ``check(provision_id, items)`` is true; poll briefly, then suspend or poll on."""
     settings = runtime.settings()
-    if can_suspend():
-        # A fresh key per wait: Prefect ignores a suspend whose key it has already seen.
-        suspend_flow_run(timeout=int(settings.wait_timeout_s), key=f"{step_key}-{waits}")
-        return  # not reached: suspending ends this process; the resumed run starts over
-    deadline = time.monotonic() + settings.wait_timeout_s
-    while time.monotonic() < deadline:
-        time.sleep(settings.wait_poll_s)
+    suspendable = can_suspend()
+    inline_s = settings.wait_inline_s if suspendable else settings.wait_timeout_s
+    deadline = time.monotonic() + inline_s
+    checks = 0
+    while True:
+        checks += 1
         if check(provision_id, items):
-            _done(provision_id, step_key)
+            _done(provision_id, step_key, checks)
             return
-    raise NotReadyError(f"{waiting_for} not ready after {settings.wait_timeout_s:.0f}s")
+        if checks == 1:
+            waits = records.mark_waiting(
+                provision_id, step_key, waiting_for=waiting_for, summary=summary
+            )
+        if time.monotonic() + settings.wait_poll_s > deadline:
+            break
+        time.sleep(settings.wait_poll_s)
+    if not suspendable:
+        raise NotReadyError(f"{waiting_for} not ready after {settings.wait_timeout_s:.0f}s")
+    records.count_checks(provision_id, step_key, checks)
+    # A fresh key per wait: Prefect ignores a suspend whose key it has already seen.
+    suspend_flow_run(timeout=int(settings.wait_timeout_s), key=f"{step_key}-{waits}")
 
 
-def _done(provision_id: int, step_key: str) -> None:
+def _done(provision_id: int, step_key: str, checks: int) -> None:
+    records.count_checks(provision_id, step_key, checks)
     records.clear_waiting(provision_id)
     records.complete_step(provision_id, step_key)

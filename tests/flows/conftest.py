@@ -69,6 +69,7 @@ def pipeline(
         sandbox_url=sandbox.url,
         instance_dir=tmp_path,
         wait_poll_s=0.2,
+        wait_inline_s=1.0,
         purchase_settle_s=2.0,
         vendor_timeout_s=5.0,
         _env_file=None,

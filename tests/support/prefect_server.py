@@ -7,80 +7,39 @@ slot is a write: runs stall on "database is locked". PostgreSQL is also what pro
 from __future__ import annotations
 
 import inspect
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.utilities.asyncutils import run_coro_as_sync
 from sqlalchemy.engine import make_url
 
+from deployments.local import free_port
+from deployments.local import start_prefect_server
+from deployments.local import stop
+from deployments.local import wait_healthy
 from tests.support.databases import ensure_postgres_database
-
-PREFECT = Path(sys.executable).with_name("prefect")
-
-
-def free_port() -> int:
-    """Return a free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
-def running_prefect_server(pg_url: str, home: Path, *, timeout_s: float = 90) -> Iterator[str]:
+def running_prefect_server(pg_url: str, home: Path) -> Iterator[str]:
     """Start `prefect server` on ``pg_url``'s database; yield its API URL; stop it on exit."""
     ensure_postgres_database(pg_url)
-    database = make_url(pg_url).set(drivername="postgresql+asyncpg")
     port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database.render_as_string(hide_password=False),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
-    log = (home / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    process = start_prefect_server(
+        database_url=make_url(pg_url).render_as_string(hide_password=False),
+        home=home,
+        port=port,
+        log=home / "server.log",
     )
     api = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}"
-                )
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("prefect server did not become healthy")
-            time.sleep(0.3)
+        wait_healthy(f"{api}/health", process)
         yield api
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        stop(process)
 
 
 def drain_prefect_workers() -> None:

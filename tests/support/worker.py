@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,8 +15,9 @@ from uuid import UUID
 from prefect import get_client
 from prefect.client.schemas.objects import FlowRun
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PREFECT = Path(sys.executable).with_name("prefect")
+from deployments.local import PROJECT_ROOT
+from deployments.local import start_worker
+from deployments.local import stop
 
 
 def app_env(settings: Any) -> dict[str, str]:
@@ -28,6 +28,7 @@ def app_env(settings: Any) -> dict[str, str]:
         "APP_SANDBOX_URL": settings.sandbox_url,
         "APP_INSTANCE_DIR": str(settings.instance_dir),
         "APP_WAIT_POLL_S": str(settings.wait_poll_s),
+        "APP_WAIT_INLINE_S": str(settings.wait_inline_s),
         "APP_PURCHASE_SETTLE_S": str(settings.purchase_settle_s),
         "APP_VENDOR_TIMEOUT_S": str(settings.vendor_timeout_s),
         "APP_DATA_KEYS": settings.data_keys.get_secret_value(),
@@ -40,7 +41,6 @@ def running_worker(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Deploy prefect.yaml to ``api_url`` and run a process worker until the block ends."""
     env = {
-        **os.environ,
         **app_env(settings),
         "PREFECT_API_URL": api_url,
         "PREFECT_HOME": str(home),
@@ -51,38 +51,17 @@ def running_worker(
         "APP_DIR": str(PROJECT_ROOT),
     }
     subprocess.run(
-        [sys.executable, "-m", "deployments.setup"], cwd=PROJECT_ROOT, env=env, check=True
-    )
-    log = (home / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [
-            str(PREFECT),
-            "worker",
-            "start",
-            "--pool",
-            "outbound-process",
-            "--type",
-            "process",
-            "--limit",
-            "4",
-        ],
+        [sys.executable, "-m", "deployments.setup"],
         cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        env={**os.environ, **env},
+        check=True,
     )
+    worker = start_worker(env=env, log=home / "worker.log", limit=4)
     worker.log_path = home / "worker.log"  # type: ignore[attr-defined]
     try:
         yield worker
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-        log.close()
+        stop(worker)
 
 
 def read_run(run_id: UUID) -> FlowRun:

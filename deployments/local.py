@@ -1,0 +1,117 @@
+"""Start the product's long-running Prefect processes on one machine: server and worker.
+
+Used by `make demo`, the benchmarks and the test suite, so all three run the same topology
+as production (a real `prefect server`, a process worker running prefect.yaml's deployments).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """Return a free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_prefect_server(
+    *, database_url: str | None, home: Path, port: int, log: Path, ui: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start `prefect server` (SQLite under ``home`` when ``database_url`` is None)."""
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "true" if ui else "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    if database_url:
+        # Prefect's server needs an async driver.
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url.replace(
+            "postgresql+psycopg://", "postgresql+asyncpg://"
+        )
+    return _spawn(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        log=log,
+    )
+
+
+def start_worker(
+    *, env: Mapping[str, str], log: Path, pool: str = "outbound-process", limit: int = 10
+) -> subprocess.Popen[bytes]:
+    """Start a process worker for ``pool`` with ``env`` (PREFECT_API_URL, APP_* settings)."""
+    return _spawn(
+        [
+            str(BIN / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            pool,
+            "--type",
+            "process",
+            "--limit",
+            str(limit),
+        ],
+        env={
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "2",
+            **os.environ,
+            **env,
+        },
+        log=log,
+    )
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 90) -> None:
+    """Wait until ``url`` answers 200, failing fast if ``process`` exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process {process.args[0]} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not become healthy in {timeout_s:.0f}s")
+
+
+def stop(process: subprocess.Popen[bytes], *, grace_s: float = 20) -> None:
+    """Stop a process group started here: SIGTERM, then SIGKILL after ``grace_s``."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _spawn(argv: list[str], *, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        # Own process group: stop() reaches the flow-run processes a worker starts, too.
+        return subprocess.Popen(
+            argv,
+            cwd=PROJECT_ROOT,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
