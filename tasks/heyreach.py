@@ -37,3 +37,16 @@ def ensure_heyreach_list(provision_id: int, step_key: str = "heyreach_list") -> 
             session.get(Provision, provision_id).heyreach_list_id = found.id  # type: ignore[union-attr]
         details["list_id"] = found.id
         return found.id
+
+
+@task(name="heyreach-lead-count", **vendor_task_options(None))
+def record_lead_count(provision_id: int) -> int | None:
+    """Store the student's HeyReach list size for the dashboard."""
+    with runtime.db() as session:
+        list_id = session.get(Provision, provision_id).heyreach_list_id  # type: ignore[union-attr]
+    if not list_id:
+        return None
+    count = runtime.heyreach().get_lead_count(list_id)
+    with runtime.db() as session:
+        session.get(Provision, provision_id).heyreach_lead_count = count  # type: ignore[union-attr]
+    return count

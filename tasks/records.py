@@ -138,6 +138,10 @@ def complete_step(provision_id: int, key: str) -> None:
             row.status = StepStatus.COMPLETED.value
             row.finished_at = utcnow()
             row.error_message = row.error_detail = None
+        # The "waiting for ..." note described the wait; once over it would mislead.
+        details = dict(row.details or {})
+        if details.pop("waiting", None) is not None:
+            row.details = details
 
 
 def mark_waiting(provision_id: int, key: str, *, waiting_for: str, summary: str) -> int:

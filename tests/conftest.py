@@ -150,3 +150,16 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             ensure_limits()
             yield api
             drain_prefect_workers()
+
+
+@pytest.fixture(scope="session")
+def portal_prefect(prefect_api: str) -> str:
+    """The session's Prefect server with stand-in deployments for the portal's tests.
+
+    One server per session: a second one (Prefect's harness) would install a process-wide
+    settings context, and calls Prefect makes from other threads could reach the wrong server.
+    """
+    from tests.portal import prefect_support
+
+    prefect_support.register_standins()
+    return prefect_api

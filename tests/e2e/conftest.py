@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ from werkzeug.serving import make_server
 from core.settings import PROJECT_ROOT
 from core.settings import Settings
 from portal import create_app
-from tests.portal import prefect_support
 from tests.support.databases import IN_CI
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -32,12 +32,6 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 
 
-@pytest.fixture(scope="session")
-def portal_prefect(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The portal's temporary Prefect API (one per session, shared with tests/portal)."""
-    return prefect_support.start(request.config, tmp_path_factory)
-
-
 class _Slot:
     """A WSGI app whose target is set once the port (and so the public URL) is known."""
 
@@ -48,6 +42,30 @@ class _Slot:
         return self.app(environ, start_response)
 
 
+@contextmanager
+def serving_portal(sandbox: Any, **settings: Any) -> Iterator[tuple[Any, str, Settings]]:
+    """Serve the portal on a free loopback port; the sandbox's Stripe posts webhooks to it."""
+    slot = _Slot()
+    server = make_server("127.0.0.1", 0, slot, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    config = Settings(
+        env="test", sandbox_url=sandbox.url, public_url=url, _env_file=None, **settings
+    )
+    slot.app = create_app(config)
+    sandbox.reset(config=True)
+    sandbox.configure(stripe_webhook_url=f"{url}/webhooks/stripe")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield slot.app, url, config
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        sandbox.reset(config=True)
+        slot.app.extensions["portal_db"].dispose()
+
+
 @pytest.fixture
 def live_portal(
     session: Session,  # noqa: ARG001  (requested so every row is deleted after the test)
@@ -56,32 +74,40 @@ def live_portal(
     portal_prefect: str,
     tmp_path: Path,
 ) -> Iterator[Any]:
-    """The portal on a free loopback port; the sandbox's Stripe posts webhooks to it."""
-    slot = _Slot()
-    server = make_server("127.0.0.1", 0, slot, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    settings = Settings(
-        env="test",
+    """The portal with stand-in deployments (no worker): runs are created, never executed."""
+    with serving_portal(
+        sandbox, database_url=db_url, instance_dir=tmp_path, prefect_api_url=portal_prefect
+    ) as (app, url, _settings):
+        sandbox.configure(rate_limits_enabled=False)
+        yield app, url
+
+
+@pytest.fixture
+def real_portal(
+    session: Session,  # noqa: ARG001  (requested so every row is deleted after the test)
+    db_url: str,
+    sandbox: Any,
+    prefect_api: str,
+    tmp_path: Path,
+) -> Iterator[Any]:
+    """The portal on the real Prefect server, with a worker running the real flows."""
+    from tests.support.worker import running_worker
+
+    with serving_portal(
+        sandbox,
         database_url=db_url,
-        sandbox_url=sandbox.url,
         instance_dir=tmp_path,
-        public_url=url,
-        prefect_api_url=portal_prefect,
-        _env_file=None,
-    )
-    slot.app = create_app(settings)
-    sandbox.reset(config=True)
-    sandbox.configure(rate_limits_enabled=False, stripe_webhook_url=f"{url}/webhooks/stripe")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield slot.app, url
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        sandbox.reset(config=True)
-        slot.app.extensions["portal_db"].dispose()
+        prefect_api_url=prefect_api,
+        wait_poll_s=0.5,
+        wait_inline_s=60.0,
+        purchase_settle_s=2.0,
+        vendor_timeout_s=5.0,
+    ) as (app, url, settings):
+        sandbox.configure(domain_activation_s=2.0, mailbox_activation_s=2.0, export_delay_s=2.0)
+        home = tmp_path / "worker-home"
+        home.mkdir()
+        with running_worker(prefect_api, settings, home, tmp_path / "worker-results"):
+            yield app, url
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ dashboard with its charts. Every page is saved under test-artifacts/screenshots/
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,6 +29,7 @@ from core.models import ProvisioningStep
 from core.models import Role
 from core.models import WarmupSnapshot
 from core.pipeline import PROVISION_STEPS
+from tests.e2e.journey import buy_through_wizard
 from tests.portal import prefect_support
 from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_user
@@ -162,55 +162,8 @@ def test_student_buys_watches_progress_and_reaches_the_dashboard(
     problems: list[str] = []
     _watch(page, problems)
 
-    # Sign in.
-    page.goto(f"{url}/dashboard")
-    page.wait_for_url(
-        re.compile(r".*/auth/login\?next=%2Fdashboard$|.*/auth/login\?next=/dashboard$")
-    )
-    shoot(page, "01-login")
-    page.fill("input[name=email]", "jordan@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Sign in')")
-
-    # 1. Package.
-    page.wait_for_url("**/wizard/package")
-    shoot(page, "02-wizard-package")
-    page.click("label.tier-card:has-text('Starter')")
-    page.click("button:has-text('Continue to domains')")
-
-    # 2. Domains: brand suggestions with live availability and price.
-    page.wait_for_url("**/wizard/domains")
-    page.fill("input[name=brand]", "Northwind Labs")
-    page.click("button:has-text('Suggest domains')")
-    page.wait_for_selector("li.domain-row")
-    assert page.locator("li.domain-row").count() == 20
-    for _ in range(3):
-        page.locator("li.domain-row button:has-text('Add'):not([disabled])").first.click()
-        page.wait_for_load_state()
-    assert page.locator("ul.chosen li").count() == 3
-    chosen = [t.strip() for t in page.locator("ul.chosen li > span").all_inner_texts()]
-    shoot(page, "03-wizard-domains")
-    page.click("button:has-text('Continue')")
-
-    # 3. Mailboxes with the preview grid.
-    page.wait_for_url("**/wizard/mailboxes")
-    page.fill("input[name=first_name]", "Jordan")
-    page.fill("input[name=last_name]", "Reyes")
-    page.select_option("select[name=pattern_1]", "{first}.{last}")
-    page.click("button:has-text('Update preview')")
-    page.wait_for_selector("table.preview-grid")
-    assert f"jordan.reyes@{chosen[0]}" in page.inner_text("table.preview-grid")
-    shoot(page, "04-wizard-mailboxes")
-    page.click("button:has-text('Continue to review')")
-
-    # 4. Review and pay on the sandbox's hosted checkout page.
-    page.wait_for_url("**/wizard/review")
-    assert "$144" in page.inner_text(".totals")
-    shoot(page, "05-wizard-review")
-    page.click("button:has-text('securely')")
-    page.wait_for_url(f"{sandbox.stripe_url}/checkout/**")
-    shoot(page, "06-sandbox-checkout")
-    page.click("button[value=card]")
+    chosen = buy_through_wizard(page, url, sandbox, shoot, email="jordan@example.com")
+    assert len(chosen) == 3
 
     # Back on the portal: the progress page.
     page.wait_for_url("**/progress")

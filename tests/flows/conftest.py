@@ -13,6 +13,8 @@ from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
 from prefect.settings import temporary_settings
 from sqlalchemy.orm import Session
 
+from core.db import utcnow
+from core.models import DomainCheck
 from core.settings import Settings
 from tasks import runtime
 from tests.factories import make_paid_provision
@@ -39,9 +41,21 @@ class Pipeline:
         )
         response.raise_for_status()
         rows = response.json()["data"]["domains"]
-        free = [row["domainName"] for row in rows if row["status"] == "AVAILABLE"]
-        assert len(free) >= count, f"sandbox has too few free names for {stem}"
-        return free[:count]
+        free = [row for row in rows if row["status"] == "AVAILABLE"][:count]
+        assert len(free) == count, f"sandbox has too few free names for {stem}"
+        # The wizard caches the answers it showed the student; the purchase relies on them
+        # while fresh instead of spending the flows' small share of the availability bucket.
+        for row in free:
+            self.session.add(
+                DomainCheck(
+                    name=row["domainName"],
+                    available=True,
+                    price_cents=round(float(row["domainPrice"]) * 100),
+                    checked_at=utcnow(),
+                )
+            )
+        self.session.flush()
+        return [row["domainName"] for row in free]
 
     def paid_provision(self, email: str = "tim@student.test", **overrides: Any) -> int:
         """Create a paid (provisioning) provision with available domains; return its id."""
@@ -124,4 +138,9 @@ def fast_limits(pipeline: Pipeline) -> Iterator[None]:
                 vendor.name, 50, slot_decay_per_second=200.0
             )
     yield
+    # Recreate rather than update: an updated limit keeps the burst's occupied and denied slots,
+    # and Prefect derives its Retry-After from them.
+    with get_client(sync_client=True) as client:
+        for vendor in VENDOR_LIMITS:
+            client.delete_global_concurrency_limit_by_name(vendor.name)
     ensure_limits()

@@ -93,3 +93,28 @@ def test_rerun_of_an_active_provision_spends_nothing(pipeline: Pipeline) -> None
     provision(provision_id)
 
     assert len(pipeline.sandbox.ledger()) == before
+
+
+def test_refresh_dashboard_writes_todays_snapshot_and_lead_count(pipeline: Pipeline) -> None:
+    from datetime import UTC
+    from datetime import datetime
+
+    from core.models import WarmupSnapshot
+    from flows.refresh_dashboard import refresh_dashboard
+
+    provision_id = pipeline.paid_provision()
+    provision(provision_id)
+    pipeline.sandbox.advance(3 * 86400)  # three days of warmup at the vendor
+
+    result = refresh_dashboard(provision_id)
+    refresh_dashboard(provision_id)  # a rerun updates the same day's row
+
+    assert result["snapshots"] == 6 and result["leads"] == 0
+    pipeline.session.expire_all()
+    snapshots = pipeline.session.scalars(select(WarmupSnapshot)).all()
+    assert len(snapshots) == 6
+    assert {s.day for s in snapshots} == {datetime.now(UTC).date()}
+    assert all(s.health is not None and s.health > 0 for s in snapshots)
+    mailboxes = pipeline.session.scalars(select(Mailbox)).all()
+    assert all(m.health_label for m in mailboxes)
+    assert pipeline.session.get(Provision, provision_id).heyreach_lead_count == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -14,9 +15,12 @@ from prefect.client.schemas.filters import FlowRunFilterName
 from prefect.client.schemas.filters import LogFilter
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
 from sqlalchemy import text
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
 from core.crypto import SecretBox
+from core.db import utcnow
+from core.models import DomainCheck
 from core.models import Provision
 from core.models import ProvisioningStep
 from core.settings import SANDBOX_KEYS
@@ -39,6 +43,10 @@ def test_a_domain_taken_before_purchase_stops_before_spending(pipeline: Pipeline
     provision_id = pipeline.paid_provision()
     taken = pipeline.session.get(Provision, provision_id).domains[1].name
     pipeline.sandbox.control("POST", "/zapmail/unavailable", json={"names": [taken]})
+    # The wizard's answers are older than APP_AVAILABILITY_FRESH_S: the purchase re-checks.
+    stale = utcnow() - timedelta(seconds=pipeline.settings.availability_fresh_s + 60)
+    pipeline.session.execute(update(DomainCheck).values(checked_at=stale))
+    pipeline.session.commit()
 
     state = provision(provision_id, return_state=True)
 

@@ -13,18 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from portal import create_app
-from tests.portal import prefect_support
 from tests.portal.helpers import PASSWORD
-
-
-@pytest.fixture(scope="session")
-def portal_prefect(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The portal's own temporary Prefect API (prefect_test_harness) with stand-in deployments.
-
-    Separate from the flows' server (tests/conftest.py ``prefect_api``): runs the portal starts
-    here stay Scheduled and are never picked up by a worker running the real flows.
-    """
-    return prefect_support.start(request.config, tmp_path_factory)
 
 
 @pytest.fixture

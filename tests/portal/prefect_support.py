@@ -1,7 +1,4 @@
-"""One temporary Prefect API for the whole test session, shared by tests/portal and tests/e2e.
-
-Started lazily by the first test that needs it (about 10-15 s), stopped when pytest exits.
-"""
+"""Prefect helpers for the portal tests: stand-in deployments on the session's Prefect server."""
 
 from __future__ import annotations
 
@@ -9,44 +6,22 @@ import contextlib
 from typing import Any
 from uuid import UUID
 
-import pytest
-
 _STATE: dict[str, Any] = {}
 
 
-def start(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Start the harness once, register the stand-in deployments, return the API URL."""
-    if "url" in _STATE:
-        return str(_STATE["url"])
-    from prefect.settings import PREFECT_API_URL
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
-    from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED
-    from prefect.settings import temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
+def register_standins() -> None:
+    """Register the stand-in deployments once (runs the portal starts stay Scheduled).
 
+    Deployments that prefect.yaml defines are re-registered with the real flows by the tests
+    that run a worker (``deployments.setup``), so the same names serve both kinds of test.
+    """
+    if _STATE.get("registered"):
+        return
     from tests.portal.standin_flows import STANDINS
 
-    stack = contextlib.ExitStack()
-    stack.enter_context(
-        temporary_settings(
-            {
-                PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-                PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("prefect-results"),
-                PREFECT_SERVER_ANALYTICS_ENABLED: False,
-            }
-        )
-    )
-    try:
-        stack.enter_context(prefect_test_harness(server_startup_timeout=60))
-        for standin in STANDINS:
-            standin.to_deployment(name="on-demand").apply()
-    except BaseException:
-        stack.close()
-        raise
-    config.add_cleanup(stack.close)
-    _STATE["url"] = PREFECT_API_URL.value()
-    return str(_STATE["url"])
+    for standin in STANDINS:
+        standin.to_deployment(name="on-demand").apply()
+    _STATE["registered"] = True
 
 
 def _client(api_url: str) -> Any:
