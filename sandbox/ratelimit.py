@@ -1,12 +1,19 @@
-"""Sliding-window rate limiter on wall time, keyed by API key value."""
+"""Sliding-window rate limiter on wall time, keyed by API key value, and the key/limit guard."""
 
 from __future__ import annotations
 
+import hmac
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+ErrorResponse = Callable[..., Response]
 
 
 @dataclass(frozen=True)
@@ -51,3 +58,30 @@ class Limiter:
     def clear(self) -> None:
         """Forget every window."""
         self._logs.clear()
+
+
+def guard(
+    request: Request,
+    limiter: Limiter,
+    *,
+    header: str,
+    expected_key: str,
+    rules: Sequence[Rule] | None,
+    error: ErrorResponse,
+    invalid_message: str = "Invalid API key",
+    missing_message: str | None = None,
+) -> Response | None:
+    """Check a vendor's API key and rate limits; return the refusal, or None to go on.
+
+    ``rules=None`` means limits are switched off. Unauthenticated calls still count against
+    the limiter for that key value, as Zapmail documents; they are never refused by it.
+    """
+    key = request.headers.get(header, "")
+    valid = bool(key) and hmac.compare_digest(key.encode(), expected_key.encode())
+    if rules:
+        retry_after = limiter.check(key, rules, force=not valid)
+        if retry_after is not None:
+            return error(429, "Too many requests", {"Retry-After": str(retry_after)})
+    if not valid:
+        return error(401, invalid_message if key or missing_message is None else missing_message)
+    return None

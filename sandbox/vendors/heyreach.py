@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from collections.abc import Awaitable
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from starlette.routing import Route
 from sandbox.context import SandboxContext
 from sandbox.ratelimit import Limiter
 from sandbox.ratelimit import Rule
+from sandbox.ratelimit import guard
 from sandbox.vendors import BadBodyError
 from sandbox.vendors import json_body
 
@@ -114,18 +114,17 @@ class HeyReachSim:
 
         async def endpoint(request: Request) -> Response:
             cfg = self.ctx.config
-            key = request.headers.get("x-api-key", "")
-            valid = bool(key) and hmac.compare_digest(key.encode(), cfg.heyreach_api_key.encode())
-            if cfg.rate_limits_enabled:
-                retry = self.limiter.check(
-                    key, [Rule("minute", cfg.heyreach_per_minute, 60.0)], force=not valid
-                )
-                if retry is not None:
-                    return JSONResponse(
-                        error_body(429, "Too many requests"), 429, {"Retry-After": str(retry)}
-                    )
-            if not valid:
-                return JSONResponse(error_body(401, "Invalid API key"), 401)
+            limits = [Rule("minute", cfg.heyreach_per_minute, 60.0)]
+            refused = guard(
+                request,
+                self.limiter,
+                header="x-api-key",
+                expected_key=cfg.heyreach_api_key,
+                rules=limits if cfg.rate_limits_enabled else None,
+                error=_error,
+            )
+            if refused is not None:
+                return refused
             try:
                 result = await handler(request)
             except HeyReachError as exc:
@@ -286,3 +285,7 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
         error_body(exc.status_code, "Not found" if exc.status_code == 404 else exc.detail),
         exc.status_code,
     )
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message), status, headers)

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from sandbox.context import SandboxContext
 from sandbox.ratelimit import Limiter
 from sandbox.ratelimit import Rule
+from sandbox.ratelimit import guard
 from sandbox.vendors import BadBodyError
 from sandbox.vendors import json_body
 from sandbox.vendors.plusvibe.model import Account
@@ -96,18 +97,17 @@ class PlusVibeSim:
 
         async def endpoint(request: Request) -> Response:
             cfg = self.ctx.config
-            key = request.headers.get("x-api-key", "")
-            valid = bool(key) and hmac.compare_digest(key.encode(), cfg.plusvibe_api_key.encode())
-            if cfg.rate_limits_enabled:
-                retry = self.limiter.check(
-                    key, [Rule("second", cfg.plusvibe_per_second, 1.0)], force=not valid
-                )
-                if retry is not None:
-                    return JSONResponse(
-                        error_body(429, "Too many requests"), 429, {"Retry-After": str(retry)}
-                    )
-            if not valid:
-                return JSONResponse(error_body(401, "Invalid API key"), 401)
+            limits = [Rule("second", cfg.plusvibe_per_second, 1.0)]
+            refused = guard(
+                request,
+                self.limiter,
+                header="x-api-key",
+                expected_key=cfg.plusvibe_api_key,
+                rules=limits if cfg.rate_limits_enabled else None,
+                error=_error,
+            )
+            if refused is not None:
+                return refused
             try:
                 body = (
                     await json_body(request) if request.method in ("POST", "PUT", "PATCH") else {}
@@ -423,3 +423,7 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
         error_body(exc.status_code, "Not found" if exc.status_code == 404 else exc.detail),
         exc.status_code,
     )
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message), status, headers)

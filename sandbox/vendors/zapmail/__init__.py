@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable
 from collections.abc import Callable
 from decimal import Decimal
@@ -18,6 +17,7 @@ from starlette.routing import Route
 from sandbox.context import SandboxContext
 from sandbox.ratelimit import Limiter
 from sandbox.ratelimit import Rule
+from sandbox.ratelimit import guard
 from sandbox.vendors import BadBodyError
 from sandbox.vendors.zapmail import account
 from sandbox.vendors.zapmail import domains
@@ -94,25 +94,24 @@ class ZapmailSim:
 
         async def endpoint(request: Request) -> Response:
             cfg = self.ctx.config
-            key = request.headers.get("x-auth-zapmail", "")
-            valid = bool(key) and hmac.compare_digest(key.encode(), cfg.zapmail_api_key.encode())
-            if cfg.rate_limits_enabled:
-                rules = [
-                    Rule("second", cfg.zapmail_per_second, 1.0),
-                    Rule("minute", cfg.zapmail_per_minute, 60.0),
-                ]
-                if search:
-                    rules.append(Rule("search", cfg.zapmail_checks_per_30min, 1800.0))
-                # Unauthenticated calls still count against the limiter for that key value (§3).
-                retry_after = self.limiter.check(key, rules, force=not valid)
-                if retry_after is not None:
-                    return error_response(
-                        429, "Too many requests", {"Retry-After": str(retry_after)}
-                    )
-            if not valid:
-                return error_response(
-                    401, "Invalid or missing API key" if key else "API key is missing"
-                )
+            rules = [
+                Rule("second", cfg.zapmail_per_second, 1.0),
+                Rule("minute", cfg.zapmail_per_minute, 60.0),
+            ]
+            if search:
+                rules.append(Rule("search", cfg.zapmail_checks_per_30min, 1800.0))
+            refused = guard(
+                request,
+                self.limiter,
+                header="x-auth-zapmail",
+                expected_key=cfg.zapmail_api_key,
+                rules=rules if cfg.rate_limits_enabled else None,
+                error=error_response,
+                invalid_message="Invalid or missing API key",
+                missing_message="API key is missing",
+            )
+            if refused is not None:
+                return refused
             try:
                 return await handler(self, request, self._workspace(request))
             except ZapmailError as exc:
