@@ -33,6 +33,7 @@ SANDBOX_KEYS = {
     "heyreach": "sandbox-heyreach-key",
     "stripe": "sk_test_sandbox",
     "stripe_webhook": "whsec_sandbox",
+    "zapmail_webhook": "zapmail-whsec-sandbox",
 }
 DEV_SECRET_VALUES = frozenset({DEV_SECRET_KEY, DEV_DATA_KEY, *SANDBOX_KEYS.values()})
 
@@ -58,6 +59,8 @@ class Settings(BaseSettings):
     # Comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
     data_keys: SecretStr = SecretStr(DEV_DATA_KEY)
     public_url: str = "http://127.0.0.1:5000"
+    # Number of reverse proxies in front of the portal whose X-Forwarded-* headers are trusted.
+    trusted_proxies: int = Field(default=0, ge=0)
 
     # Vendors. Empty URL/key = "use the default for this environment" (see _fill_vendor_defaults).
     sandbox_url: str = "http://127.0.0.1:8700"
@@ -71,6 +74,9 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     stripe_api_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
+    # Signs Zapmail's webhooks (optional: without it the portal answers 404 and the sweeper alone
+    # resumes waiting runs). Dev/test default to the sandbox's secret.
+    zapmail_webhook_secret: SecretStr | None = None
     vendor_timeout_s: float = 20.0
     vendor_connect_timeout_s: float = 5.0
 
@@ -79,6 +85,8 @@ class Settings(BaseSettings):
     # Name of a prefect-sqlalchemy SqlAlchemyConnector block for the flows' app-DB connection;
     # unset = use APP_DATABASE_URL.
     app_db_block: str | None = None
+    # Read the vendor API keys from the Prefect Secret blocks the setup command writes (flows only).
+    vendor_secret_blocks: bool = False
 
     # Provisioning pipeline.
     # Billing details sent to Zapmail with every new workspace (JSON in the environment).
@@ -115,6 +123,15 @@ class Settings(BaseSettings):
     # Where flows keep their cross-process purchase locks when the app DB is SQLite.
     lock_dir: Path | None = None
 
+    # Notification email. No host (the demo) = each email is written to <instance>/outbox/ as an
+    # .eml file instead of being sent.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "Outbound Bootcamp <no-reply@outbound.example>"
+    smtp_starttls: bool = True
+
     @field_validator("database_url")
     @classmethod
     def _name_the_driver(cls, url: str) -> str:
@@ -150,6 +167,9 @@ class Settings(BaseSettings):
         self.stripe_webhook_secret = self.stripe_webhook_secret or SecretStr(
             SANDBOX_KEYS["stripe_webhook"]
         )
+        self.zapmail_webhook_secret = self.zapmail_webhook_secret or SecretStr(
+            SANDBOX_KEYS["zapmail_webhook"]
+        )
 
     def _fill_real_vendor_defaults(self) -> None:
         self.zapmail_base_url = self.zapmail_base_url or REAL_ZAPMAIL_URL
@@ -167,6 +187,11 @@ class Settings(BaseSettings):
             "APP_STRIPE_API_KEY": self.stripe_api_key,
             "APP_STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
         }
+        if self.vendor_secret_blocks:
+            # Worker hosts may take the vendor keys from Prefect Secret blocks instead.
+            for name in ("APP_ZAPMAIL_API_KEY", "APP_PLUSVIBE_API_KEY", "APP_HEYREACH_API_KEY"):
+                if required[name] is None:
+                    del required[name]
         for name, value in required.items():
             if value is None:
                 raise ValueError(f"{name} must be set when APP_ENV=prod")
@@ -175,6 +200,9 @@ class Settings(BaseSettings):
                 part.strip() in DEV_SECRET_VALUES for part in secret.split(",")
             ):
                 raise ValueError(f"{name} holds a development value; set a real one for prod")
+        optional = self.zapmail_webhook_secret
+        if optional is not None and optional.get_secret_value() in DEV_SECRET_VALUES:
+            raise ValueError("APP_ZAPMAIL_WEBHOOK_SECRET holds a development value")
         if len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("APP_SECRET_KEY must be at least 32 characters in prod")
         if self.database_url.startswith("sqlite"):

@@ -44,7 +44,7 @@ def start_prefect_server(
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url.replace(
             "postgresql+psycopg://", "postgresql+asyncpg://"
         )
-    return _spawn(
+    return spawn(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         log=log,
@@ -55,7 +55,7 @@ def start_worker(
     *, env: Mapping[str, str], log: Path, pool: str = "outbound-process", limit: int = 10
 ) -> subprocess.Popen[bytes]:
     """Start a process worker for ``pool`` with ``env`` (PREFECT_API_URL, APP_* settings)."""
-    return _spawn(
+    return spawn(
         [
             str(BIN / "prefect"),
             "worker",
@@ -73,6 +73,28 @@ def start_worker(
             **os.environ,
             **env,
         },
+        log=log,
+    )
+
+
+def start_portal(
+    *, env: Mapping[str, str], port: int, log: Path, workers: int = 2, threads: int = 4
+) -> subprocess.Popen[bytes]:
+    """Start the portal under gunicorn on loopback with ``env`` (APP_* settings)."""
+    return spawn(
+        [
+            str(BIN / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--access-logfile",
+            "-",
+            "portal:create_app()",
+        ],
+        env={**os.environ, **env},
         log=log,
     )
 
@@ -103,7 +125,8 @@ def stop(process: subprocess.Popen[bytes], *, grace_s: float = 20) -> None:
         process.wait()
 
 
-def _spawn(argv: list[str], *, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(argv: list[str], *, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own process group with its output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         # Own process group: stop() reaches the flow-run processes a worker starts, too.

@@ -40,10 +40,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "CHECKOUT_MAX_CHECK_AGE_S": 24 * 3600,
     # Dashboard refresh: at most one refresh-dashboard run per student per window.
     "REFRESH_COOLDOWN_S": 600,
-    # Optional signed Zapmail webhook (no setting yet; see the report).
-    "ZAPMAIL_WEBHOOK_SECRET": None,
-    # Number of proxies in front of the portal whose X-Forwarded-For to trust (0 = none).
-    "TRUSTED_PROXIES": 0,
 }
 
 
@@ -71,6 +67,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         PREFECT_API_URL=settings.prefect_api_url,
         PUBLIC_URL=settings.public_url.rstrip("/"),
         APP_ENV=settings.env,
+        # Optional signed Zapmail webhook; None answers 404 (the sweeper resumes runs anyway).
+        ZAPMAIL_WEBHOOK_SECRET=(
+            settings.zapmail_webhook_secret.get_secret_value()
+            if settings.zapmail_webhook_secret
+            else None
+        ),
+        # Number of proxies in front of the portal whose X-Forwarded-For to trust (0 = none).
+        TRUSTED_PROXIES=settings.trusted_proxies,
     )
     app.config.update(overrides)
     app.extensions["settings"] = settings

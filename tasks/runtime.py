@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
@@ -29,17 +30,40 @@ from tasks.limits import throttled
 from tasks.limits import zapmail_limits
 
 _override: Settings | None = None
+_resolved: tuple[Settings, Settings] | None = None
+
+
+# Prefect Secret blocks that hold the vendor keys when APP_VENDOR_SECRET_BLOCKS is on: operators
+# then manage the keys in the Prefect UI and worker hosts need none in their environment.
+SECRET_BLOCKS = {
+    "zapmail_api_key": "outbound-zapmail-api-key",
+    "plusvibe_api_key": "outbound-plusvibe-api-key",
+    "heyreach_api_key": "outbound-heyreach-api-key",
+    "stripe_api_key": "outbound-stripe-api-key",
+}
 
 
 def settings() -> Settings:
-    """Return the settings in force for this process."""
-    return _override or get_settings()
+    """Return the settings in force for this process (vendor keys from Secret blocks if so set)."""
+    global _resolved
+    base = _override or get_settings()
+    if _resolved is None or _resolved[0] is not base:
+        _resolved = (base, _with_secret_blocks(base) if base.vendor_secret_blocks else base)
+    return _resolved[1]
+
+
+def _with_secret_blocks(base: Settings) -> Settings:
+    # Imported lazily: loading a block is an API call, needed only in this mode.
+    from prefect.blocks.system import Secret
+
+    keys = {field: SecretStr(str(Secret.load(name).get())) for field, name in SECRET_BLOCKS.items()}
+    return base.model_copy(update=keys)
 
 
 def use_settings(new: Settings | None) -> None:
     """Replace the process settings (tests, the demo) and drop everything built from the old ones."""
-    global _override
-    _override = new
+    global _override, _resolved
+    _override, _resolved = new, None
     # Close what the old settings built: pooled DB connections and vendor HTTP pools.
     if engine.cache_info().currsize:
         engine().dispose()
@@ -59,7 +83,12 @@ def engine() -> Engine:
         from prefect_sqlalchemy import SqlAlchemyConnector
 
         connector = SqlAlchemyConnector.load(current.app_db_block)
-        return connector.get_engine(pool_pre_ping=True)
+        # Only the credentials come from the block; the engine is built like every other one
+        # (pre-ping, SQLite pragmas), so both paths behave the same.
+        url = connector.connection_info
+        if not isinstance(url, str):
+            url = url.create_url().render_as_string(hide_password=False)
+        return make_engine(str(url))
     return make_engine(current.database_url)
 
 

@@ -9,7 +9,14 @@ from tests.portal.helpers import PASSWORD
 
 
 def buy_through_wizard(
-    page: Any, url: str, sandbox: Any, shoot: Any, *, email: str, prefix: str = ""
+    page: Any,
+    url: str,
+    sandbox: Any,
+    shoot: Any,
+    *,
+    email: str,
+    prefix: str = "",
+    password: str = PASSWORD,
 ) -> list[str]:
     """Sign in as ``email``, complete the four wizard steps and pay; return the chosen domains."""
     # Sign in.
@@ -19,7 +26,7 @@ def buy_through_wizard(
     )
     shoot(page, prefix + "01-login")
     page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
+    page.fill("input[name=password]", password)
     page.click("button:has-text('Sign in')")
 
     # 1. Package.

@@ -27,8 +27,14 @@ def _count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(WebhookEvent)) or 0
 
 
-def test_disabled_without_a_secret(client: Any) -> None:
+def test_disabled_without_a_secret(app_factory: Any) -> None:
+    client = app_factory(ZAPMAIL_WEBHOOK_SECRET=None).test_client()
     assert client.post("/webhooks/zapmail", data=b"{}").status_code == 404
+
+
+def test_enabled_by_the_setting(client: Any) -> None:
+    # Dev and test default to the sandbox's signing secret, so an unsigned body is refused.
+    assert client.post("/webhooks/zapmail", data=b"{}").status_code == 400
 
 
 def test_signed_event_is_recorded_once(app_factory: Any, session: Session) -> None:
