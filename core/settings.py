@@ -207,6 +207,9 @@ class Settings(BaseSettings):
             raise ValueError("APP_SECRET_KEY must be at least 32 characters in prod")
         if self.database_url.startswith("sqlite"):
             raise ValueError("APP_DATABASE_URL must point at PostgreSQL in prod")
+        if not self.smtp_host:
+            # Without a host emails go to the local outbox, which nobody reads in production.
+            raise ValueError("APP_SMTP_HOST must be set when APP_ENV=prod")
 
     @property
     def is_sqlite(self) -> bool:

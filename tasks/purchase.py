@@ -30,6 +30,7 @@ from core.db import utcnow
 from core.models import Domain
 from core.models import DomainCheck
 from core.models import Provision
+from core.models import ProvisionStatus
 from core.models import PurchaseState
 from tasks import runtime
 from tasks.errors import AmbiguousPurchaseError
@@ -52,6 +53,7 @@ def buy_domains(provision_id: int, names: Sequence[str], details: dict[str, Any]
         todo = _in_state(provision_id, names, PurchaseState.SELECTED)
         if not todo:
             break
+        _refuse_if_cancelled(provision_id)
         prices = _confirm_available(client, todo)
         _confirm_wallet(client, prices)
         _record_intent(provision_id, prices)
@@ -67,7 +69,36 @@ def buy_domains(provision_id: int, names: Sequence[str], details: dict[str, Any]
         # Whatever the answer said, the workspace is the truth.
         _reconcile(provision_id, client, names)
         _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
-    return _purchased_ids(provision_id, names)
+    bought = _purchased_ids(provision_id, names)
+    _keep_renewing(provision_id, client, names)
+    return bought
+
+
+def _refuse_if_cancelled(provision_id: int) -> None:
+    # A run that missed the cancellation (it ignores Cancelling, or raced the webhook) must still
+    # never spend for a subscription that has ended.
+    with runtime.db() as session:
+        status = session.scalar(select(Provision.status).where(Provision.id == provision_id))
+    if status == ProvisionStatus.CANCELLED:
+        raise ProvisioningBlockedError(
+            f"provision {provision_id} is cancelled; nothing is bought",
+            student_message="Your subscription has ended, so no domains were bought.",
+            remedy="none",
+        )
+
+
+def _keep_renewing(provision_id: int, client: ZapmailClient, names: Sequence[str]) -> None:
+    # API-bought domains default to no auto-renew: without this a paying student's domains
+    # would lapse after a year. One bulk call, only for the domains not yet switched on.
+    with runtime.db() as session:
+        rows = [row for row in _domains(session, provision_id, names) if row.auto_renew is not True]
+        ids = [row.zapmail_domain_id for row in rows if row.zapmail_domain_id]
+    if not ids:
+        return
+    client.set_auto_renew(ids, True)
+    with runtime.db() as session:
+        for row in _domains(session, provision_id, names):
+            row.auto_renew = True
 
 
 def _workspace_id(provision_id: int) -> str:

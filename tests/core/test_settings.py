@@ -25,7 +25,26 @@ PROD_SECRETS = {
 
 
 def prod(**overrides: object) -> Settings:
-    return Settings(env="prod", _env_file=None, **{**PROD_SECRETS, **overrides})
+    values = {**PROD_SECRETS, "smtp_host": "smtp.internal", **overrides}
+    return Settings(env="prod", _env_file=None, **values)
+
+
+def test_prod_refuses_to_send_email_nowhere() -> None:
+    with pytest.raises(ValidationError, match="APP_SMTP_HOST"):
+        prod(smtp_host=None)
+
+
+def test_prod_refuses_the_sandbox_zapmail_webhook_secret() -> None:
+    with pytest.raises(ValidationError, match="APP_ZAPMAIL_WEBHOOK_SECRET"):
+        prod(zapmail_webhook_secret="zapmail-whsec-sandbox")
+    assert prod().zapmail_webhook_secret is None  # optional in prod: the sweeper resumes runs
+
+
+def test_workers_may_take_vendor_keys_from_secret_blocks() -> None:
+    keyless = {"zapmail_api_key": None, "plusvibe_api_key": None, "heyreach_api_key": None}
+    with pytest.raises(ValidationError, match="APP_ZAPMAIL_API_KEY"):
+        prod(**keyless)
+    assert prod(vendor_secret_blocks=True, **keyless).zapmail_api_key is None
 
 
 def test_prod_with_real_secrets_uses_the_real_vendors() -> None:

@@ -13,6 +13,9 @@ from core.models import Provision
 from core.models import ProvisioningStep
 from core.pipeline import PROVISION_STEPS
 from flows.provision import provision
+from tasks import purchase
+from tasks import runtime
+from tasks.errors import ProvisioningBlockedError
 from tests.flows.conftest import Pipeline
 
 pytestmark = pytest.mark.prefect
@@ -56,7 +59,10 @@ def test_happy_path_reaches_active_and_everything_agrees(pipeline: Pipeline) -> 
     assert sorted(m.address for m in mailboxes) == expected
     created = pipeline.sandbox.ledger(vendor="zapmail", kind="mailbox_created")
     assert sorted(c["item"] for c in created) == expected
-    assert all(d.status == "ACTIVE" and d.dmarc_email for d in domains)
+    assert all(d.status == "ACTIVE" and d.dmarc_email and d.auto_renew for d in domains)
+    # The student's domains keep renewing at Zapmail while they pay (API purchases default off).
+    zapmail = runtime.zapmail().for_workspace(row.zapmail_workspace_id)
+    assert {d.domain: d.auto_renew for d in zapmail.iter_domains()} == dict.fromkeys(names, True)
     assert all(
         m.status == "ACTIVE" and m.plusvibe_account_id and m.warmup_enabled for m in mailboxes
     )
@@ -118,3 +124,24 @@ def test_refresh_dashboard_writes_todays_snapshot_and_lead_count(pipeline: Pipel
     mailboxes = pipeline.session.scalars(select(Mailbox)).all()
     assert all(m.health_label for m in mailboxes)
     assert pipeline.session.get(Provision, provision_id).heyreach_lead_count == 0
+
+
+def test_a_cancelled_provision_never_spends(pipeline: Pipeline) -> None:
+    provision_id = pipeline.paid_provision(email="cancelled@student.test")
+    workspace = runtime.zapmail().create_workspace(
+        "outbound-cancelled-test", pipeline.settings.zapmail_billing_details
+    )
+    row = pipeline.session.get(Provision, provision_id)
+    assert row is not None
+    row.zapmail_workspace_id, row.status = workspace.id, "cancelled"
+    names = sorted(d.name for d in row.domains)
+    pipeline.session.commit()
+
+    with pytest.raises(ProvisioningBlockedError, match="cancelled"):
+        purchase.buy_domains(provision_id, names, {})
+
+    assert pipeline.sandbox.ledger(vendor="zapmail", kind="domain_purchase") == []
+    pipeline.session.expire_all()
+    assert {d.purchase_state for d in pipeline.session.get(Provision, provision_id).domains} == {
+        "selected"
+    }
