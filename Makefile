@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format sandbox clean
+.PHONY: install demo test chaos bench lint format sandbox clean
 
 install: $(STAMP)
 
@@ -20,6 +20,24 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Long form of the reliability suites (docs/reliability.md): 1,000+ webhook deliveries, larger
+# hypothesis budgets; figures are printed and written to instance/reliability.json.
+chaos: install
+	RELIABILITY_LONG=1 RELIABILITY_REPORT=instance/reliability.json $(BIN)/python -m pytest \
+		tests/reliability tests/portal/test_authorization_matrix.py \
+		tests/core/test_domains.py tests/core/test_mailboxes.py
+
+# Issue 7 benchmarks on the full local stack (needs PostgreSQL; never part of `make test`).
+# Each writes bench/results/*.json and ends with a RESULT line; docs/benchmarks.md has the table.
+# About 35 min on 2 cores: cohort 20 + 50 + 200 ~25 min, sync ~5 min, portal ~3 min.
+bench: install
+	$(BIN)/python bench/availability_budget.py --students 60
+	$(BIN)/python bench/portal_load.py --students 200
+	$(BIN)/python bench/warmup_sync.py --provisions 500
+	$(BIN)/python bench/cohort.py --students 20
+	$(BIN)/python bench/cohort.py --students 50
+	$(BIN)/python bench/cohort.py --students 200
 
 lint: install
 	$(BIN)/ruff check .

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,11 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 from prefect.settings import temporary_settings
 from sqlalchemy import select
+from stack import RESULTS
+from stack import drop_database
+from stack import fresh_database
+from stack import machine
 
 from core import migrate
 from core.crud import seed_default_tiers
@@ -54,32 +56,6 @@ from deployments.local import stop
 from deployments.local import wait_healthy
 from sandbox.testing import running_sandbox
 from tasks.limits import ZAPMAIL
-
-RESULTS = Path(__file__).resolve().parent / "results"
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
-
-
-def machine() -> str:
-    """One line describing the machine the figures come from."""
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 1024 / 1024:.0f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{platform.machine()}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
-
-
-def fresh_database(name: str) -> str:
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{PG}/{name}"
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def paid_provision(factory: Any, sandbox_url: str, index: int) -> tuple[int, list[str]]:

@@ -2,6 +2,8 @@
 
 Used by the portal's dashboard and by the warmup-sync flow (which stores the label). Thresholds
 follow docs/market.md 4.3 and 4.9: at least 14 days of warmup, health above 90 %, correct DNS.
+Scores start around 50-70 and climb during the first two weeks of warmup, so a young mailbox is
+judged against that ramp, not against a mature mailbox's thresholds.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ AT_RISK_MIN = 50.0
 # A fall this large within the window is a warning even when the score is still high.
 SHARP_DROP = 15.0
 TREND_DAYS = 7
+# On warmup day 0 every threshold is this much lower; the allowance shrinks to nothing by
+# MIN_WARMUP_DAYS (a 2-day-old mailbox at 56 is on track; at 40 it is not).
+EARLY_ALLOWANCE = 35.0
 
 
 class HealthLabel(StrEnum):
     HEALTHY = "healthy"
+    WARMING = "warming"
     WATCH = "watch"
     AT_RISK = "at-risk"
     BURNED = "burned"
@@ -39,6 +45,7 @@ class Readiness(StrEnum):
 
 ADVICE = {
     HealthLabel.HEALTHY: "Healthy: keep sending within the safe daily volume.",
+    HealthLabel.WARMING: "Warming up: low scores are normal in the first two weeks; no action needed.",
     HealthLabel.WATCH: "Watch: keep volume low and check your copy and list quality.",
     HealthLabel.AT_RISK: "At risk: pause campaigns on this mailbox and let warmup recover it.",
     HealthLabel.BURNED: "Burned: stop sending from this mailbox; ask your instructor about a replacement domain.",
@@ -65,8 +72,14 @@ class Verdict:
     message: str
 
 
-def health_label(history: Sequence[DayStats]) -> HealthLabel | None:
-    """Label a mailbox from its daily history (any order); None when there is no data at all."""
+def health_label(
+    history: Sequence[DayStats], *, warmup_started_on: date | None = None
+) -> HealthLabel | None:
+    """Label a mailbox from its daily history (any order); None when there is no data at all.
+
+    With ``warmup_started_on``, a mailbox in its first MIN_WARMUP_DAYS is judged against the
+    warmup ramp: a score that is low but on track is WARMING, not a warning.
+    """
     scored = sorted((d for d in history if d.health is not None), key=lambda d: d.day)
     if not scored:
         return None
@@ -74,13 +87,26 @@ def health_label(history: Sequence[DayStats]) -> HealthLabel | None:
     assert latest is not None
     recent = [d.health for d in scored[-TREND_DAYS:] if d.health is not None]
     drop = max(recent) - latest if recent else 0.0
-    if latest < AT_RISK_MIN:
+    # Age unknown: judge as a mature mailbox (the cautious reading).
+    allowance = (
+        early_allowance(warmup_age_days(warmup_started_on, scored[-1].day))
+        if warmup_started_on is not None
+        else 0.0
+    )
+    if latest < AT_RISK_MIN - allowance:
         return HealthLabel.BURNED
-    if latest < WATCH_MIN or drop >= SHARP_DROP:
+    if latest < WATCH_MIN - allowance or drop >= SHARP_DROP:
         return HealthLabel.AT_RISK
     if latest < HEALTHY_MIN:
-        return HealthLabel.WATCH
+        return HealthLabel.WARMING if allowance > 0 else HealthLabel.WATCH
     return HealthLabel.HEALTHY
+
+
+def early_allowance(age_days: int) -> float:
+    """How many points below the mature thresholds a mailbox of this warmup age may score."""
+    if age_days >= MIN_WARMUP_DAYS:
+        return 0.0
+    return EARLY_ALLOWANCE * (MIN_WARMUP_DAYS - age_days) / MIN_WARMUP_DAYS
 
 
 def warmup_age_days(started_on: date | None, today: date) -> int:
@@ -114,7 +140,7 @@ def mailbox_verdict(
         )
     if label is None:
         return Verdict(Readiness.NOT_YET, 0, 0, "Waiting for the first health score.")
-    if label is HealthLabel.WATCH or age < FULL_VOLUME_DAYS:
+    if label in (HealthLabel.WATCH, HealthLabel.WARMING) or age < FULL_VOLUME_DAYS:
         return Verdict(
             Readiness.READY,
             RAMP_DAILY_VOLUME,

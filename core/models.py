@@ -230,6 +230,8 @@ class Mailbox(Base):
     status: Mapped[str | None] = mapped_column(String(32))
     warmup_enabled: Mapped[bool] = mapped_column(default=False)
     health_label: Mapped[str | None] = mapped_column(String(16))
+    # Cancellation: when Zapmail was asked to remove it at the next renewal (None = never).
+    removal_scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -393,6 +395,12 @@ class Notification(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Delivery bookkeeping (tasks/notifications.py): a sender claims a row by setting a fresh
+    # claim_token with a compare-and-set, so two senders never send the same email.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 # Portal (issue 5): wizard drafts and the availability-check budget.

@@ -21,8 +21,8 @@ from core.models import Mailbox
 from core.models import PurchaseState
 from tasks import runtime
 from tasks.heyreach import record_lead_count
-from tasks.plusvibe import snapshot_warmup
 from tasks.policies import vendor_task_options
+from tasks.warmup_sync import sync_warmup_batch
 from tasks.zapmail import check_domains_active
 from tasks.zapmail import check_mailboxes_active
 
@@ -56,9 +56,12 @@ def refresh_dashboard(provision_id: int) -> dict[str, Any]:
         check_domains_active(provision_id, domains)
     if addresses:
         check_mailboxes_active(provision_id, addresses)
-    snapshots = snapshot_warmup(provision_id, datetime.now(UTC).date())
+    # The same code path as the scheduled warmup sync, for this one provision.
+    warmup = sync_warmup_batch([provision_id], datetime.now(UTC).date())
     leads = record_lead_count(provision_id)
-    return {"provision_id": provision_id, "snapshots": snapshots, "leads": leads}
+    if warmup["failed"]:
+        raise RuntimeError("PlusVibe could not list the workspace; the other numbers are stored")
+    return {"provision_id": provision_id, "snapshots": warmup["snapshots"], "leads": leads}
 
 
 if __name__ == "__main__":

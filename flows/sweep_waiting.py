@@ -2,7 +2,8 @@
 
 One listing per waiting provision's workspace per sweep (never one call per domain), then
 ``resume_flow_run`` for the ready ones; the resumed run replays its cached steps and continues.
-Deployment: ``sweep-waiting/every-minute`` (never overlaps itself).
+It also sends every queued notification still unsent (a failed send, or one queued by a run
+that died before delivering), so no queued email is lost. Deployment: ``sweep-waiting/every-minute`` (never overlaps itself).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.notifications import deliver_notifications
 from tasks.plusvibe import check_accounts_connected
 from tasks.sweep import find_waiting
 from tasks.sweep import resume_run
@@ -26,7 +28,7 @@ CHECKS = {
 
 @flow(name="sweep-waiting", flow_run_name="sweep-waiting")
 def sweep_waiting(limit: int = 500) -> dict[str, Any]:
-    """Check every waiting provision once and resume the runs whose resources are ready."""
+    """Resume the waiting runs whose resources are ready, then send unsent notifications."""
     resumed, still_waiting = [], []
     for waiting in find_waiting(limit):
         check, items = CHECKS.get(str(waiting["waiting_for"]), (None, ""))
@@ -36,7 +38,8 @@ def sweep_waiting(limit: int = 500) -> dict[str, Any]:
             resumed.append(waiting["provision_id"])
         else:
             still_waiting.append(waiting["provision_id"])
-    return {"resumed": resumed, "waiting": still_waiting}
+    emails = deliver_notifications()
+    return {"resumed": resumed, "waiting": still_waiting, "emails": emails}
 
 
 if __name__ == "__main__":

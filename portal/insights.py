@@ -85,12 +85,15 @@ def mailbox_view(mailbox: Mailbox, domain_ok: bool, today: date) -> MailboxView:
     snapshots = sorted(mailbox.snapshots, key=lambda s: s.day)
     history = _history(snapshots, today)
     stats = [DayStats(s.day, s.health, s.reply_rate, s.sent) for s in history]
-    computed = health_label(stats)
-    label = (
-        HealthLabel(mailbox.health_label) if mailbox.health_label in set(HealthLabel) else computed
-    )
     started = _started(snapshots) if mailbox.warmup_enabled or snapshots else None
+    label = (
+        HealthLabel(mailbox.health_label)
+        if mailbox.health_label in set(HealthLabel)
+        else health_label(stats, warmup_started_on=started)
+    )
     verdict = mailbox_verdict(label=label, warmup_started_on=started, today=today, dns_ok=domain_ok)
+    # An at-risk verdict already says the label's advice; saying it twice reads as a glitch.
+    advice = ADVICE[label] if label and ADVICE[label] != verdict.message else None
     latest = history[-1] if history else None
     today_row = next((s for s in history if s.day == today), None)
     return MailboxView(
@@ -99,7 +102,7 @@ def mailbox_view(mailbox: Mailbox, domain_ok: bool, today: date) -> MailboxView:
         status=mailbox.status or "pending",
         warmup_enabled=mailbox.warmup_enabled,
         label=label,
-        advice=ADVICE[label] if label else None,
+        advice=advice,
         verdict=verdict,
         health=latest.health if latest else None,
         reply_rate=latest.reply_rate if latest else None,

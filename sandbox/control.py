@@ -168,6 +168,24 @@ def build_control_app(
         matched = plusvibe.force_health(email, value)
         return {"email": email.lower(), "health": value, "accounts": matched}
 
+    async def plusvibe_seed(request: Request) -> dict[str, Any]:
+        return {"workspaces": plusvibe.seed(_seed_specs(await body_of(request)))}
+
+    async def plusvibe_fail_workspace(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        workspace_id, status = body.get("workspace_id"), body.get("status", 500)
+        times = body.get("times", 1)
+        if not isinstance(workspace_id, str) or workspace_id.lower() not in plusvibe.workspaces:
+            raise ControlError("workspace_id must name an existing workspace")
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise ControlError("status must be an HTTP error status (400-599)")
+        if times is not None and (
+            isinstance(times, bool) or not isinstance(times, int) or times < 0
+        ):
+            raise ControlError("times must be a non-negative integer or null")
+        plusvibe.fail_workspace(workspace_id, status, times)
+        return {"workspace_id": workspace_id.lower(), "status": status, "times": times}
+
     async def plusvibe_state(_request: Request) -> dict[str, Any]:
         return plusvibe.dump()
 
@@ -211,12 +229,46 @@ def build_control_app(
         ("/zapmail/state", zapmail_state, ["GET"]),
         ("/plusvibe/health", plusvibe_health, ["POST"]),
         ("/plusvibe/state", plusvibe_state, ["GET"]),
+        ("/plusvibe/seed", plusvibe_seed, ["POST"]),
+        ("/plusvibe/fail-workspace", plusvibe_fail_workspace, ["POST"]),
         ("/heyreach/state", heyreach_state, ["GET"]),
     ]
     return Starlette(
         routes=[Route(path, wrap(fn), methods=methods) for path, fn, methods in table],
         exception_handlers={HTTPException: _http_error},
     )
+
+
+MAX_SEED_ACCOUNTS = 100_000
+
+
+def _seed_specs(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Validate a PlusVibe seed request: workspaces with names, addresses and warmup age."""
+    raw = body.get("workspaces")
+    if not isinstance(raw, list) or not raw:
+        raise ControlError("workspaces must be a non-empty array")
+    specs, seen, total = [], set(), 0
+    for item in raw:
+        if not isinstance(item, dict) or set(item) - {"name", "emails", "warmup_days"}:
+            raise ControlError("each workspace is {name, emails, warmup_days?}")
+        name, emails, days = item.get("name"), item.get("emails"), item.get("warmup_days", 0)
+        if not isinstance(name, str) or not name.strip():
+            raise ControlError("each workspace needs a name")
+        if not isinstance(emails, list) or not all(
+            isinstance(e, str) and "@" in e.strip() for e in emails
+        ):
+            raise ControlError("emails must be an array of email addresses")
+        if not _number(days) or not 0 <= days <= 3650:
+            raise ControlError("warmup_days must be a number from 0 to 3650")
+        cleaned = [e.strip().lower() for e in emails]
+        if len(set(cleaned)) != len(cleaned) or seen & set(cleaned):
+            raise ControlError("an email address appears twice in the seed")
+        seen.update(cleaned)
+        total += len(cleaned)
+        specs.append({"name": name.strip(), "emails": cleaned, "warmup_days": float(days)})
+    if total > MAX_SEED_ACCOUNTS:
+        raise ControlError(f"at most {MAX_SEED_ACCOUNTS} accounts per seed")
+    return specs
 
 
 def _number(value: Any) -> bool:

@@ -19,11 +19,12 @@ from sqlalchemy import update
 from core.db import utcnow
 from core.models import Domain
 from core.models import Mailbox
-from core.models import Notification
 from core.models import Provision
 from core.models import ProvisionStatus
 from core.models import PurchaseState
+from core.models import UpgradeStatus
 from core.pipeline import PROVISION_STEPS
+from tasks import notifications
 from tasks import records
 from tasks import runtime
 from tasks.errors import ProvisioningBlockedError
@@ -64,7 +65,7 @@ def claim_provision(provision_id: int) -> str | None:
         holder = session.scalar(
             select(Provision.current_flow_run_id).where(Provision.id == provision_id)
         )
-    if holder and holder != me and not _run_is_final(holder):
+    if holder and holder != me and not run_is_final(holder):
         return holder
     with runtime.db() as session:
         claimed = session.execute(
@@ -85,7 +86,8 @@ def claim_provision(provision_id: int) -> str | None:
         )
 
 
-def _run_is_final(flow_run_id: str) -> bool:
+def run_is_final(flow_run_id: str) -> bool:
+    """Whether a flow run has ended (or is unknown to this server), so it holds nothing."""
     try:
         with get_client(sync_client=True) as client:
             state = client.read_flow_run(UUID(flow_run_id)).state
@@ -114,19 +116,36 @@ def start_provisioning(provision_id: int) -> dict[str, Any]:
             provision.remedy = None
         if provision.status != ProvisionStatus.ACTIVE:
             provision.status = ProvisionStatus.PROVISIONING.value
-        domains = [d for d in provision.domains if d.purchase_state != PurchaseState.ABANDONED]
+        domains = tier_domains(provision)
         if len(domains) != provision.tier.domain_count:
             raise ProvisioningBlockedError(
                 f"{len(domains)} domains chosen, tier needs {provision.tier.domain_count}",
                 student_message="Your domain selection is incomplete; please choose your domains again.",
                 remedy="another_domain",
             )
-        addresses = _ensure_mailbox_rows(session, provision, domains)
+        addresses = ensure_mailbox_rows(
+            session, provision, domains, provision.tier.mailboxes_per_domain
+        )
         return {"domains": sorted(d.name for d in domains), "addresses": sorted(addresses)}
 
 
-def _ensure_mailbox_rows(session: Any, provision: Provision, domains: list[Domain]) -> list[str]:
-    patterns = provision.username_patterns[: provision.tier.mailboxes_per_domain]
+def tier_domains(provision: Provision) -> list[Domain]:
+    """The domains the provision's current tier covers: its own and those of completed upgrades."""
+    # An unpaid, running or failed upgrade's domains belong to that upgrade's run, not to this one.
+    completed = {u.id for u in provision.upgrades if u.status == UpgradeStatus.COMPLETED}
+    return [
+        d
+        for d in provision.domains
+        if d.purchase_state != PurchaseState.ABANDONED
+        and (d.upgrade_id is None or d.upgrade_id in completed)
+    ]
+
+
+def ensure_mailbox_rows(
+    session: Any, provision: Provision, domains: list[Domain], per_domain: int
+) -> list[str]:
+    """Add the missing mailbox rows of ``domains`` (the sender-name patterns); return every address."""
+    patterns = provision.username_patterns[:per_domain]
     addresses = []
     for domain in domains:
         existing = {m.address for m in domain.mailboxes}
@@ -161,10 +180,10 @@ def finish_provisioning(provision_id: int, step_key: str = "finish") -> dict[str
             provision.status_reason = provision.remedy = None
             provision.waiting_for = provision.waiting_since = None
             summary = summarize(provision)
-            _queue_notification(
+            key = notifications.queue_for_student(
                 session,
+                provision,
                 key=f"provision-active:{provision_id}",
-                recipient=provision.user.email,
                 subject="Your outbound infrastructure is ready",
                 body=f"Your {len(summary['domains'])} domains and {summary['mailbox_count']} "
                 "mailboxes are set up and warming up.",
@@ -174,6 +193,8 @@ def finish_provisioning(provision_id: int, step_key: str = "finish") -> dict[str
         markdown=summary_markdown(summary),
         description=f"Provision {provision_id}: what was set up",
     )
+    # After the commit above; an email that cannot go now is sent by the sweeper.
+    notifications.deliver_quietly([key])
     return {"provision_id": provision_id, "status": "active", "domains": summary["domains"]}
 
 
@@ -234,16 +255,17 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 
 def _queue_notification(session: Any, *, key: str, recipient: str, subject: str, body: str) -> None:
-    """Queue an email once: the unique key makes reruns and retries harmless."""
-    if session.scalar(select(Notification.id).where(Notification.key == key)) is None:
-        session.add(Notification(key=key, recipient=recipient, subject=subject, body=body))
+    """Queue an email once (kept for callers of the old name; see tasks/notifications.py)."""
+    notifications.queue(session, key=key, recipient=recipient, subject=subject, body=body)
 
 
 def mark_provision_failed(provision_id: int, exc: BaseException | None, reason: str) -> None:
     """Record a run's failure for good: the failing step, plain words, and the remedy."""
-    failed_step = records.fail_running_steps(provision_id, reason) or records.first_failed_step(
-        provision_id
-    )
+    # Only this pipeline's steps: an upgrade's failed steps are that upgrade's story.
+    failed_step = records.fail_running_steps(
+        provision_id, reason, PROVISION_STEPS
+    ) or records.first_failed_step(provision_id, PROVISION_STEPS)
+    queued: list[str] = []
     with runtime.db() as session:
         provision = session.get(Provision, provision_id)
         if provision is None or provision.status == ProvisionStatus.CANCELLED:
@@ -259,10 +281,14 @@ def mark_provision_failed(provision_id: int, exc: BaseException | None, reason: 
         provision.status_reason = f"{failed_step or 'setup'}: {message}"
         provision.remedy = exc.remedy if isinstance(exc, ProvisioningBlockedError) else None
         provision.waiting_for = provision.waiting_since = None
-        _queue_notification(
+        queued = notifications.queue_failure(
             session,
+            provision,
             key=f"provision-failed:{provision_id}:{provision.current_flow_run_id}:{failed_step}",
-            recipient=provision.user.email,
-            subject="Your outbound setup needs attention",
-            body=f"{message} We will keep you posted.",
+            student_subject="Your outbound setup needs attention",
+            student_body=f"{message} We will keep you posted.",
+            admin_detail=f"Failed step: {failed_step or 'setup'}\nReason: {reason}\n"
+            f"Error: {records.technical_detail(exc) if exc else 'none recorded'}",
         )
+    # After the commit: the failure is recorded even if no email can go out now.
+    notifications.deliver_quietly(queued)

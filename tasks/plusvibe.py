@@ -7,7 +7,6 @@ receives it; tasks return only ids, so no password reaches Prefect's results, lo
 from __future__ import annotations
 
 import secrets
-from datetime import date
 from typing import Any
 
 from prefect import task
@@ -15,12 +14,9 @@ from sqlalchemy import select
 
 from clients.plusvibe import WarmupSettings
 from core.crypto import SecretBox
-from core.health import DayStats
-from core.health import health_label
 from core.models import Domain
 from core.models import Mailbox
 from core.models import Provision
-from core.models import WarmupSnapshot
 from tasks import records
 from tasks import runtime
 from tasks.locks import provision_lock
@@ -157,50 +153,6 @@ def pause_warmup(provision_id: int) -> int:
             for row in _mailboxes(session, provision_id, None):
                 row.warmup_enabled = False
     return len(account_ids)
-
-
-@task(name="snapshot-warmup", **vendor_task_options(None))
-def snapshot_warmup(provision_id: int, day: date) -> int:
-    """Store ``day``'s warmup statistics of every connected mailbox (one listing per page)."""
-    with runtime.db() as session:
-        workspace_id = session.get(Provision, provision_id).plusvibe_workspace_id  # type: ignore[union-attr]
-    if not workspace_id:
-        return 0
-    accounts = {a.email.lower(): a for a in runtime.plusvibe().iter_accounts(workspace_id)}
-    written = 0
-    with runtime.db() as session:
-        for row in _mailboxes(session, provision_id, None):
-            account = accounts.get(row.address)
-            if account is None:
-                continue
-            analytics = account.payload.analytics
-            snapshot = session.scalar(
-                select(WarmupSnapshot).where(
-                    WarmupSnapshot.mailbox_id == row.id, WarmupSnapshot.day == day
-                )
-            )
-            if snapshot is None:
-                snapshot = WarmupSnapshot(mailbox_id=row.id, day=day)
-                session.add(snapshot)
-            snapshot.health = analytics.health_scores.overall_7d
-            snapshot.reply_rate = analytics.reply_rates.reply_rate_7d
-            snapshot.sent = _count(analytics.daily_counters.email_sent_today)
-            snapshot.warmup_sent = _count(analytics.daily_counters.warmup_email_sent_today)
-            session.flush()
-            history = [
-                DayStats(day=s.day, health=s.health, reply_rate=s.reply_rate, sent=s.sent)
-                for s in row.snapshots
-            ]
-            label = health_label(history)
-            row.health_label = label.value if label else None
-            row.plusvibe_account_id = account.id
-            row.warmup_enabled = account.warmup_active
-            written += 1
-    return written
-
-
-def _count(value: float | None) -> int | None:
-    return None if value is None else int(value)
 
 
 def _mailboxes(session: Any, provision_id: int, addresses: list[str] | None) -> list[Mailbox]:

@@ -78,11 +78,16 @@ def _retries_remain() -> bool:
     return context.task_run.run_count <= context.task.retries
 
 
+def base_key(key: str) -> str:
+    """The pipeline step a mirror key names (``upgrade-3:mailboxes`` -> ``mailboxes``)."""
+    return key.rsplit(":", 1)[-1]
+
+
 def student_message(key: str, exc: BaseException, *, retrying: bool) -> str:
     """Plain words for the student about a failure of step ``key``."""
     if isinstance(exc, PipelineError) and not retrying:
         return exc.student_message
-    base = STEP_FAILURE.get(key, "A setup step did not complete.")
+    base = STEP_FAILURE.get(base_key(key), "A setup step did not complete.")
     return f"{base} {RETRYING_NOTE if retrying else FINAL_NOTE}"
 
 
@@ -178,38 +183,40 @@ def clear_waiting(provision_id: int) -> None:
             provision.waiting_since = None
 
 
-def fail_running_steps(provision_id: int, reason: str) -> str | None:
-    """Mark steps left running or waiting (a crash, a cancel) as failed; return the first key."""
+def fail_running_steps(
+    provision_id: int, reason: str, keys: Sequence[str] | None = None
+) -> str | None:
+    """Mark steps left running or waiting (a crash, a cancel) as failed; return the first key.
+
+    ``keys`` limits it to one pipeline's steps (an upgrade's), all of the provision's otherwise.
+    """
     first = None
     with runtime.db() as session:
-        rows = session.scalars(
-            select(ProvisioningStep)
-            .where(
-                ProvisioningStep.provision_id == provision_id,
-                ProvisioningStep.status.in_([StepStatus.RUNNING.value, StepStatus.WAITING.value]),
-            )
-            .order_by(ProvisioningStep.position)
+        query = select(ProvisioningStep).where(
+            ProvisioningStep.provision_id == provision_id,
+            ProvisioningStep.status.in_([StepStatus.RUNNING.value, StepStatus.WAITING.value]),
         )
+        if keys is not None:
+            query = query.where(ProvisioningStep.step_key.in_(list(keys)))
+        rows = session.scalars(query.order_by(ProvisioningStep.position))
         for row in rows:
             first = first or row.step_key
             row.status = StepStatus.FAILED.value
             row.finished_at = utcnow()
             row.error_message = row.error_message or (
-                f"{STEP_FAILURE.get(row.step_key, 'A setup step stopped.')} {FINAL_NOTE}"
+                f"{STEP_FAILURE.get(base_key(row.step_key), 'A setup step stopped.')} {FINAL_NOTE}"
             )
             row.error_detail = row.error_detail or reason[:MAX_DETAIL]
     return first
 
 
-def first_failed_step(provision_id: int) -> str | None:
-    """Return the key of the earliest failed step, if any."""
+def first_failed_step(provision_id: int, keys: Sequence[str] | None = None) -> str | None:
+    """Return the key of the earliest failed step (among ``keys`` when given), if any."""
+    query = select(ProvisioningStep.step_key).where(
+        ProvisioningStep.provision_id == provision_id,
+        ProvisioningStep.status == StepStatus.FAILED.value,
+    )
+    if keys is not None:
+        query = query.where(ProvisioningStep.step_key.in_(list(keys)))
     with runtime.db() as session:
-        return session.scalar(
-            select(ProvisioningStep.step_key)
-            .where(
-                ProvisioningStep.provision_id == provision_id,
-                ProvisioningStep.status == StepStatus.FAILED.value,
-            )
-            .order_by(ProvisioningStep.position)
-            .limit(1)
-        )
+        return session.scalar(query.order_by(ProvisioningStep.position).limit(1))

@@ -38,6 +38,15 @@ def _bad(reason: str) -> ResponseReturnValue:
     return jsonify(error="bad_request", reason=reason), 400
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json(payload: bytes) -> Any:
+    """Parse a body as standard JSON: NaN and Infinity (which the DB cannot store) are refused."""
+    return json.loads(payload, parse_constant=_refuse_constant)
+
+
 def _record(
     db: Session, provider: str, event_id: str, event_type: str, created: Any, payload: Any
 ) -> bool:
@@ -45,8 +54,9 @@ def _record(
     db.add(
         WebhookEvent(
             provider=provider,
-            event_id=event_id[:255],
-            event_type=event_type[:100],
+            # PostgreSQL text cannot hold NUL; a vendor-chosen type string may (Zapmail's body).
+            event_id=event_id.replace("\x00", "")[:255],
+            event_type=event_type.replace("\x00", "")[:100],
             event_created_at=created,
             payload=payload,
         )
@@ -59,6 +69,29 @@ def _record(
         db.rollback()
         return False
     return True
+
+
+HANDLED = frozenset(
+    {
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "checkout.session.expired",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "invoice.paid",
+        "invoice.payment_failed",
+    }
+)
+
+
+def _has_object_id(event: Any) -> bool:
+    """Whether the event carries an object with a string id (all that its handler may rely on)."""
+    obj = event.data.object
+    if not isinstance(obj, stripe.StripeObject):
+        return False
+    return isinstance(obj.to_dict().get("id"), str)
 
 
 def _dispatch(db: Session, event: Any) -> str:
@@ -97,7 +130,8 @@ def stripe_webhook() -> ResponseReturnValue:
         event = verify_webhook(payload, signature, secret.get_secret_value())
     except stripe.SignatureVerificationError:
         return _bad("invalid signature")
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested deeper than the parser's stack.
         return _bad("invalid JSON body")
     except (AttributeError, KeyError, TypeError):
         # Signed, valid JSON, but not an event object (e.g. a list).
@@ -106,11 +140,13 @@ def stripe_webhook() -> ResponseReturnValue:
         event_id, event_type = str(event.id), str(event.type)
         created = fulfilment.event_time(event)
         event.data.object  # noqa: B018  (an event without an object is malformed)
-        body = json.loads(payload)
+        body = _strict_json(payload)
     except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
         return _bad("malformed event")
-    if not event_id.startswith("evt_"):
+    if not event_id.startswith("evt_") or not (event_id + event_type).isprintable():
         return _bad("malformed event id")
+    if event_type in HANDLED and not _has_object_id(event):
+        return _bad("malformed event object")
 
     db = get_db()
     if not _record(db, "stripe", event_id, event_type, created, body):
@@ -132,6 +168,11 @@ def stripe_webhook() -> ResponseReturnValue:
         db.rollback()
         log.error("stripe event %s (%s) conflicted: %s", event_id, event_type, exc)
         return jsonify(error="conflict", reason="processing conflicted; retry later"), 503
+    except (AttributeError, KeyError, TypeError, ValueError):
+        # A signed event whose object lacks what its type promises: refuse it, keep nothing.
+        db.rollback()
+        log.exception("stripe event %s (%s) malformed", event_id, event_type)
+        return _bad("malformed event object")
     log.info("stripe event %s %s: %s", event_id, event_type, outcome)
     return jsonify(status="ok", outcome=outcome), 200
 
@@ -171,7 +212,7 @@ def zapmail_webhook() -> ResponseReturnValue:
     if not _verify_zapmail(secret, payload, request.headers.get("X-Zapmail-Signature", "")):
         return _bad("invalid signature")
     try:
-        body = json.loads(payload)
+        body = _strict_json(payload)
         event_type = str(body["event"])
         data = body["data"]
         if not isinstance(data, dict):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from core.domains import MAX_SUGGESTIONS
@@ -13,6 +16,7 @@ from core.domains import brand_label
 from core.domains import normalize_domain
 from core.domains import suggest_domains
 from core.domains import validate_domain
+from tests.reliability import figures
 
 
 @pytest.mark.parametrize(
@@ -78,3 +82,70 @@ def test_every_suggestion_is_valid_and_on_a_supported_tld(brand: str) -> None:
     for name in names:
         assert validate_domain(name) == name
         assert name.rsplit(".", 1)[1] in SUPPORTED_TLDS
+
+
+# Property tests of the validators (figures in docs/reliability.md, "Bad input").
+PROPERTY_EXAMPLES = 2000 if figures.LONG else 300
+_LABEL_OK = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+labels = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True).filter(
+    lambda s: s[2:4] != "--"
+)
+typed = (
+    st.text(max_size=80)
+    | st.from_regex(
+        r"\s*(https?://)?(www\.)?[A-Za-z0-9.\-_]{0,30}\.[a-zA-Z]{1,6}/?\s*", fullmatch=True
+    )
+    | st.builds(lambda a, b: f"{a}.{b}", st.text(max_size=70), st.sampled_from(SUPPORTED_TLDS))
+)
+
+
+def _is_valid_name(name: str) -> bool:
+    label, _, tld = name.rpartition(".")
+    return tld in SUPPORTED_TLDS and bool(_LABEL_OK.match(label)) and label[2:4] != "--"
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(typed)
+def test_validate_domain_either_explains_or_returns_a_purchasable_name(raw: str) -> None:
+    figures.add("bad input", "domain_validator_cases", 1)
+    try:
+        name = validate_domain(raw)
+    except DomainNameError as exc:
+        assert str(exc) and "Traceback" not in str(exc)
+        return
+    assert _is_valid_name(name) and name == name.lower() and name.isascii()
+    assert validate_domain(name) == name  # normalizing twice changes nothing
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(labels, st.sampled_from(SUPPORTED_TLDS), st.sampled_from(["", "https://", "http://www."]))
+def test_every_well_formed_name_on_a_sold_tld_is_accepted(
+    label: str, tld: str, prefix: str
+) -> None:
+    figures.add("bad input", "domain_validator_cases", 1)
+    assert validate_domain(f"  {prefix}{label.upper()}.{tld}/ ") == f"{label}.{tld}"
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(labels, st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=2, max_size=6))
+def test_names_on_unsold_tlds_are_refused(label: str, tld: str) -> None:
+    figures.add("bad input", "domain_validator_cases", 1)
+    if tld in SUPPORTED_TLDS:
+        return
+    with pytest.raises(DomainNameError, match="not sold"):
+        validate_domain(f"{label}.{tld}")
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(st.text(max_size=60) | st.from_regex(r"[A-Za-z][A-Za-z0-9 &'.-]{1,38}", fullmatch=True))
+def test_suggestions_are_purchasable_unique_and_never_the_brands_own_site(brand: str) -> None:
+    figures.add("bad input", "suggestion_cases", 1)
+    try:
+        names = suggest_domains(brand)
+    except DomainNameError:
+        return
+    assert 0 < len(names) <= MAX_SUGGESTIONS
+    assert len(set(names)) == len(names)
+    assert all(_is_valid_name(n) and validate_domain(n) == n for n in names)
+    assert f"{brand_label(brand)}.com" not in names
+    assert names == suggest_domains(brand)

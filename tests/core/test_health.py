@@ -102,3 +102,57 @@ def test_overall_verdict_adds_up_ready_mailboxes() -> None:
     risky = overall_verdict([ready, burned])
     assert risky.state is Readiness.AT_RISK and "1 mailbox at risk" in risky.message
     assert overall_verdict([]).state is Readiness.NOT_YET
+
+
+@pytest.mark.parametrize("score", [56, 63, 71])
+def test_a_two_day_old_mailbox_on_the_warmup_ramp_is_warming_not_at_risk(score: float) -> None:
+    started = TODAY - timedelta(days=2)
+    assert health_label(_history(score), warmup_started_on=started) is HealthLabel.WARMING
+    # The same score on a mature mailbox is a real warning.
+    old = TODAY - timedelta(days=40)
+    assert health_label(_history(score), warmup_started_on=old) in (
+        HealthLabel.AT_RISK,
+        HealthLabel.WATCH,
+    )
+
+
+@pytest.mark.parametrize(
+    "age,score,label",
+    [
+        (2, 40, HealthLabel.AT_RISK),  # far below the ramp even for day 2
+        (2, 12, HealthLabel.BURNED),
+        (2, 93, HealthLabel.HEALTHY),
+        (13, 74, HealthLabel.WARMING),
+        (13, 70, HealthLabel.AT_RISK),  # nearly two weeks in: the allowance is almost gone
+        (14, 74, HealthLabel.AT_RISK),  # from day 14 the mature thresholds apply
+        (14, 85, HealthLabel.WATCH),
+    ],
+)
+def test_the_early_allowance_shrinks_to_nothing_by_day_14(
+    age: int, score: float, label: HealthLabel
+) -> None:
+    started = TODAY - timedelta(days=age)
+    assert health_label(_history(score), warmup_started_on=started) is label
+
+
+def test_a_sharp_drop_is_a_warning_even_in_early_warmup() -> None:
+    started = TODAY - timedelta(days=6)
+    assert health_label(_history(80, 80, 62), warmup_started_on=started) is HealthLabel.AT_RISK
+
+
+def test_without_a_start_date_the_mature_thresholds_apply() -> None:
+    assert health_label(_history(60)) is HealthLabel.AT_RISK
+
+
+def test_a_warming_mailbox_is_not_yet_ready_and_never_at_risk() -> None:
+    started = TODAY - timedelta(days=2)
+    label = health_label(_history(60), warmup_started_on=started)
+    verdict = mailbox_verdict(label=label, warmup_started_on=started, today=TODAY)
+    assert (verdict.state, verdict.days_left) == (Readiness.NOT_YET, 12)
+    overall = overall_verdict([verdict, verdict])
+    assert overall.state is Readiness.NOT_YET and "at risk" not in overall.message
+    # A stale WARMING label on a mailbox past two weeks ramps up like WATCH.
+    late = mailbox_verdict(
+        label=HealthLabel.WARMING, warmup_started_on=TODAY - timedelta(days=30), today=TODAY
+    )
+    assert (late.state, late.safe_daily_volume) == (Readiness.READY, 10)

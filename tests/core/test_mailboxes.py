@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from core.mailboxes import PATTERNS
@@ -13,6 +16,7 @@ from core.mailboxes import render_username
 from core.mailboxes import usernames_for
 from core.mailboxes import validate_sender_name
 from core.mailboxes import validate_username
+from tests.reliability import figures
 
 
 @pytest.mark.parametrize(
@@ -99,3 +103,52 @@ def test_rendered_usernames_always_pass_the_rules(pattern: str, first: str, last
         assert "reserved" in str(exc)
         return
     assert validate_username(username) == username
+
+
+# Property tests of the validators (figures in docs/reliability.md, "Bad input").
+PROPERTY_EXAMPLES = 2000 if figures.LONG else 300
+_USERNAME_OK = re.compile(r"^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$")
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(st.text(max_size=80) | st.from_regex(r"[a-z0-9._\-]{0,70}", fullmatch=True))
+def test_validate_username_accepts_only_what_zapmail_accepts(username: str) -> None:
+    figures.add("bad input", "username_validator_cases", 1)
+    try:
+        assert validate_username(username) == username
+    except MailboxNameError as exc:
+        assert str(exc)
+        return
+    assert _USERNAME_OK.match(username) and ".." not in username
+    assert username[0] not in "._-" and username[-1] not in "._-"
+    assert 0 < len(username) <= 64
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(
+    st.lists(st.sampled_from(sorted(PATTERNS)), min_size=1, max_size=3),
+    st.text(max_size=60),
+    st.text(max_size=60),
+)
+def test_any_sender_name_gives_valid_distinct_usernames_or_a_clear_error(
+    patterns: list[str], first: str, last: str
+) -> None:
+    figures.add("bad input", "username_pattern_cases", 1)
+    try:
+        name = validate_sender_name(first, last)
+        usernames = usernames_for(patterns, name.first, name.last)
+    except MailboxNameError as exc:
+        assert str(exc)
+        return
+    assert len(set(usernames)) == len(usernames) == len(patterns)
+    assert all(validate_username(u) == u for u in usernames)
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(st.text(max_size=30))
+def test_unknown_patterns_are_refused(pattern: str) -> None:
+    figures.add("bad input", "username_pattern_cases", 1)
+    if pattern in PATTERNS:
+        return
+    with pytest.raises(MailboxNameError, match="listed address patterns"):
+        render_username(pattern, "Tim", "Keen")

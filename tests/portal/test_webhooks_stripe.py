@@ -533,3 +533,28 @@ def test_bank_debit_that_clears_starts_provisioning(
     provision = session.scalars(select(Provision)).one()
     assert (provision.status, provision.status_reason) == ("provisioning", None)
     assert len(prefect_support.run_ids(portal_prefect, PROVISION) - before) == 1
+
+
+@pytest.mark.parametrize(
+    "event_type,obj",
+    [
+        ("customer.subscription.updated", {"id": SUB, "object": "subscription"}),
+        ("customer.subscription.deleted", {"id": SUB, "metadata": {}}),
+        ("invoice.paid", {"id": 5, "billing_reason": "subscription_cycle"}),
+    ],
+    ids=["no-status", "deleted-no-status", "id-not-a-string"],
+)
+def test_signed_event_missing_what_its_handler_needs_is_400_and_writes_nothing(
+    client: Any, session: Session, event_type: str, obj: dict[str, Any]
+) -> None:
+    provision = _active(session)
+    response = post_event(client, event(event_type, obj))
+    assert response.status_code == 400
+    assert response.json["reason"] == "malformed event object"
+    assert _events(session) == 0
+    fresh = _fresh(session, provision)
+    assert (fresh.status, fresh.subscription_status, fresh.stripe_event_at) == (
+        "active",
+        None,
+        None,
+    )

@@ -22,6 +22,7 @@ from sandbox.ratelimit import Rule
 from sandbox.ratelimit import guard
 from sandbox.vendors import BadBodyError
 from sandbox.vendors import json_body
+from sandbox.vendors.plusvibe.model import DAY_S
 from sandbox.vendors.plusvibe.model import Account
 from sandbox.vendors.plusvibe.model import Client
 from sandbox.vendors.plusvibe.model import PlusVibeError
@@ -51,6 +52,8 @@ class PlusVibeSim:
         self.accounts: dict[str, Account] = {}
         self.pending: list[tuple[float, list[str], list[dict[str, Any]]]] = []
         self.forced_health: dict[str, int] = {}
+        # workspace id -> [status, remaining (None = until cleared)]: a vendor outage per workspace.
+        self.failing: dict[str, list[Any]] = {}
         self.limiter.clear()
         primary = self._new_id()
         self.primary_id = primary
@@ -114,6 +117,8 @@ class PlusVibeSim:
                 )
                 self._settle()
                 workspace_id = self._workspace_id(request, body) if needs_workspace else None
+                if workspace_id is not None:
+                    self._maybe_fail(workspace_id)
                 result = await handler(request, body, workspace_id)
             except PlusVibeError as exc:
                 return JSONResponse(error_body(exc.status, exc.message), exc.status)
@@ -183,6 +188,59 @@ class PlusVibeSim:
                     self.accounts[acc.id] = acc
                     present.add(acc.email)
 
+    def fail_workspace(self, workspace_id: str, status: int, times: int | None) -> None:
+        """Answer ``status`` to the next ``times`` requests on a workspace (None = until cleared)."""
+        if times == 0:
+            self.failing.pop(workspace_id.lower(), None)
+        else:
+            self.failing[workspace_id.lower()] = [status, times]
+
+    def _maybe_fail(self, workspace_id: str) -> None:
+        fault = self.failing.get(workspace_id)
+        if fault is None:
+            return
+        status, remaining = fault
+        if remaining is not None:
+            if remaining <= 1:
+                del self.failing[workspace_id]
+            else:
+                fault[1] = remaining - 1
+        raise PlusVibeError(status, "Internal server error" if status >= 500 else "Refused")
+
+    def seed(self, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create workspaces with connected accounts warming up for ``warmup_days`` (benchmarks).
+
+        What a real provisioning leaves behind at PlusVibe, without the hundreds of calls it
+        takes to get there; returns each workspace's id in the order given.
+        """
+        now = self.now()
+        created = []
+        for spec in specs:
+            workspace_id = self._new_id()
+            self.workspaces[workspace_id] = {
+                "_id": workspace_id,
+                "name": spec["name"],
+                "created_at": now,
+            }
+            started = now - spec["warmup_days"] * DAY_S
+            for email in spec["emails"]:
+                first = email.split("@", 1)[0]
+                acc = Account(
+                    id=self._new_id(), workspace_id=workspace_id, email=email,
+                    first_name=first, last_name="", provider="GOOGLE_WORKSPACE",
+                    created_at=started, updated_at=started,
+                )  # fmt: skip
+                acc.set_warmup(True, started)
+                self.accounts[acc.id] = acc
+            created.append(
+                {
+                    "name": spec["name"],
+                    "workspace_id": workspace_id,
+                    "accounts": len(spec["emails"]),
+                }
+            )
+        return created
+
     def force_health(self, email: str, health: int | None) -> int:
         """Pin (or with None, release) a mailbox's warmup health; return matching accounts."""
         email = email.strip().lower()
@@ -212,6 +270,9 @@ class PlusVibeSim:
                 for due, targets, specs in self.pending
             ],
             "forcedHealth": dict(self.forced_health),
+            "failingWorkspaces": {
+                k: {"status": v[0], "remaining": v[1]} for k, v in self.failing.items()
+            },
         }
 
     # -- endpoints -----------------------------------------------------------------------------

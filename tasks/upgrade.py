@@ -1,0 +1,290 @@
+"""Bookkeeping of an upgrade run: start (checks, claim, plan), finish (tier, artifact), failure.
+
+These touch only the app DB and Prefect; the vendor work reuses the provisioning tasks with the
+upgrade's own domains, addresses and step keys (core.pipeline.upgrade_step_key).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+from sqlalchemy import select
+
+from core.db import utcnow
+from core.models import Domain
+from core.models import ProvisionStatus
+from core.models import PurchaseState
+from core.models import Upgrade
+from core.models import UpgradeStatus
+from core.pipeline import UPGRADE_STEPS
+from core.pipeline import upgrade_step_key
+from tasks import records
+from tasks import runtime
+from tasks.errors import PipelineError
+from tasks.errors import ProvisioningBlockedError
+from tasks.pipeline import NotStartableError
+from tasks.pipeline import _queue_notification
+from tasks.pipeline import claim_provision
+from tasks.pipeline import ensure_mailbox_rows
+from tasks.pipeline import run_is_final
+from tasks.policies import vendor_task_options
+
+# The provision's infrastructure must exist (and not be cancelled) before it can grow.
+UPGRADABLE = {
+    ProvisionStatus.ACTIVE.value,
+    ProvisionStatus.UPGRADING.value,
+    ProvisionStatus.PAST_DUE.value,
+}
+# An upgrade that may run: paid and started, or failed and retried.
+RUNNABLE = {
+    UpgradeStatus.PENDING_PAYMENT.value,
+    UpgradeStatus.PROVISIONING.value,
+    UpgradeStatus.FAILED.value,
+}
+
+
+class ProvisionBusyError(PipelineError):
+    """Another live run (provisioning or another upgrade) holds the provision."""
+
+    student_message = (
+        "Another setup run on your account is still in progress; your upgrade continues after it."
+    )
+
+
+def step_keys(upgrade_id: int) -> list[str]:
+    """The mirror keys of an upgrade's steps, in pipeline order."""
+    return [upgrade_step_key(upgrade_id, step) for step in UPGRADE_STEPS]
+
+
+def _refusal(upgrade: Upgrade | None, upgrade_id: int) -> str | None:
+    """Why the upgrade may not run, or None when it may."""
+    if upgrade is None:
+        return f"upgrade {upgrade_id} does not exist"
+    if upgrade.status not in RUNNABLE:
+        return f"upgrade {upgrade_id} is {upgrade.status}"
+    if upgrade.fee_paid_at is None or upgrade.proration_paid_at is None:
+        return f"upgrade {upgrade_id} is not paid; only paid upgrades run"
+    provision = upgrade.provision
+    if provision.status not in UPGRADABLE:
+        return f"provision {provision.id} is {provision.status}; only a set-up account can grow"
+    if provision.tier_id != upgrade.from_tier_id:
+        return (
+            f"provision {provision.id} is on tier {provision.tier_id}, "
+            f"upgrade {upgrade_id} starts from tier {upgrade.from_tier_id}"
+        )
+    if upgrade.to_tier.domain_count <= upgrade.from_tier.domain_count:
+        return f"upgrade {upgrade_id} adds no domains"
+    return None
+
+
+@task(name="start-upgrade", **vendor_task_options(None, retries=2))
+def start_upgrade(upgrade_id: int) -> dict[str, Any]:
+    """Check the upgrade is paid, claim its provision, mark both, create the rows; return the plan."""
+    with runtime.db() as session:
+        upgrade = session.get(Upgrade, upgrade_id)
+        if upgrade is not None and upgrade.status == UpgradeStatus.COMPLETED:
+            # A rerun of a finished upgrade: nothing to do, and nothing to spend.
+            return {"provision_id": upgrade.provision_id, "completed": True}
+        refusal = _refusal(upgrade, upgrade_id)
+        if refusal is not None:
+            raise NotStartableError(refusal)
+        assert upgrade is not None
+        provision_id, previous_run = upgrade.provision_id, upgrade.flow_run_id
+    live = claim_provision(provision_id)
+    if live is not None:
+        if live == previous_run:
+            # A second run of this same upgrade while the first is live: step aside.
+            return {"provision_id": provision_id, "duplicate_of": live}
+        raise ProvisionBusyError(f"provision {provision_id} is held by live run {live}")
+    records.prepare_steps(provision_id, step_keys(upgrade_id))
+    with runtime.db() as session:
+        upgrade = session.get(Upgrade, upgrade_id)
+        # Checked again under the claim: a payment reversal or a cancellation may have landed.
+        refusal = _refusal(upgrade, upgrade_id)
+        if refusal is not None:
+            raise NotStartableError(refusal)
+        assert upgrade is not None
+        provision = upgrade.provision
+        upgrade.status = UpgradeStatus.PROVISIONING.value
+        upgrade.status_reason = None
+        upgrade.paid_at = upgrade.paid_at or utcnow()
+        upgrade.flow_run_id = str(flow_run.id) if flow_run.id else upgrade.flow_run_id
+        # A past-due account keeps saying so; the upgrade still adds what was paid for.
+        if provision.status == ProvisionStatus.ACTIVE:
+            provision.status = ProvisionStatus.UPGRADING.value
+        domains = [
+            d
+            for d in session.scalars(select(Domain).where(Domain.upgrade_id == upgrade_id))
+            if d.purchase_state != PurchaseState.ABANDONED
+        ]
+        extra = upgrade.to_tier.domain_count - upgrade.from_tier.domain_count
+        if len(domains) != extra:
+            raise ProvisioningBlockedError(
+                f"upgrade {upgrade_id} has {len(domains)} domains, {extra} needed",
+                student_message="Your new domain selection is incomplete; our team will help you pick.",
+                remedy="another_domain",
+            )
+        addresses = ensure_mailbox_rows(
+            session, provision, domains, upgrade.to_tier.mailboxes_per_domain
+        )
+        return {
+            "provision_id": provision_id,
+            "domains": sorted(d.name for d in domains),
+            "addresses": sorted(addresses),
+        }
+
+
+@task(name="finish-upgrade", **vendor_task_options(None, retries=2))
+def finish_upgrade(upgrade_id: int) -> dict[str, Any]:
+    """Move the provision to the new tier, mark the upgrade done, publish the summary, notify."""
+    with runtime.db() as session:
+        provision_id = session.get(Upgrade, upgrade_id).provision_id  # type: ignore[union-attr]
+    with records.step(provision_id, upgrade_step_key(upgrade_id, "finish")):
+        with runtime.db() as session:
+            upgrade = session.get(Upgrade, upgrade_id)
+            assert upgrade is not None
+            provision = upgrade.provision
+            provision.tier_id = upgrade.to_tier_id
+            upgrade.status = UpgradeStatus.COMPLETED.value
+            upgrade.completed_at = upgrade.completed_at or utcnow()
+            upgrade.status_reason = None
+            if provision.status == ProvisionStatus.UPGRADING:
+                provision.status = ProvisionStatus.ACTIVE.value
+            provision.waiting_for = provision.waiting_since = None
+            session.flush()
+            summary = summarize(upgrade)
+            _notify(
+                session,
+                key=f"upgrade-complete:{upgrade_id}",
+                recipient=provision.user.email,
+                subject="Your upgrade is ready",
+                body=f"Your {len(summary['domains'])} new domains and "
+                f"{summary['mailbox_count']} new mailboxes are set up and warming up. "
+                f"You are now on {summary['to_tier']}.",
+            )
+    create_markdown_artifact(
+        key=f"upgrade-{upgrade_id}",
+        markdown=summary_markdown(summary),
+        description=f"Upgrade {upgrade_id} of provision {provision_id}: what was added",
+    )
+    return {
+        "upgrade_id": upgrade_id,
+        "provision_id": provision_id,
+        "status": "completed",
+        "domains": [d["name"] for d in summary["domains"]],
+    }
+
+
+def summarize(upgrade: Upgrade) -> dict[str, Any]:
+    """Vendor ids of what an upgrade added, with no secrets."""
+    provision = upgrade.provision
+    domains = [d for d in provision.domains if d.upgrade_id == upgrade.id]
+    return {
+        "upgrade_id": upgrade.id,
+        "provision_id": provision.id,
+        "student": provision.user.email,
+        "from_tier": upgrade.from_tier.name,
+        "to_tier": upgrade.to_tier.name,
+        "zapmail_workspace_id": provision.zapmail_workspace_id,
+        "plusvibe_workspace_id": provision.plusvibe_workspace_id,
+        "domains": [
+            {
+                "name": d.name,
+                "zapmail_id": d.zapmail_domain_id,
+                "status": d.status,
+                "mailboxes": [
+                    {
+                        "address": m.address,
+                        "zapmail_id": m.zapmail_mailbox_id,
+                        "plusvibe_id": m.plusvibe_account_id,
+                        "warmup": m.warmup_enabled,
+                    }
+                    for m in d.mailboxes
+                ],
+            }
+            for d in domains
+        ],
+        "mailbox_count": sum(len(d.mailboxes) for d in domains),
+    }
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """Render an upgrade summary as the Prefect artifact's markdown."""
+    lines = [
+        f"# Upgrade {summary['upgrade_id']} of provision {summary['provision_id']}: "
+        f"{summary['student']} ({summary['from_tier']} -> {summary['to_tier']})",
+        "",
+        f"- Zapmail workspace: `{summary['zapmail_workspace_id']}`",
+        f"- PlusVibe workspace: `{summary['plusvibe_workspace_id']}` (the student's existing one)",
+        "",
+        "| new domain | Zapmail id | status | mailbox | Zapmail id | PlusVibe id | warmup |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for domain in summary["domains"]:
+        for box in domain["mailboxes"]:
+            lines.append(
+                f"| {domain['name']} | {domain['zapmail_id']} | {domain['status']} | "
+                f"{box['address']} | {box['zapmail_id']} | {box['plusvibe_id']} | "
+                f"{'on' if box['warmup'] else 'off'} |"
+            )
+    return "\n".join(lines)
+
+
+def mark_upgrade_failed(
+    upgrade_id: int, exc: BaseException | None, reason: str, flow_run_id: str | None
+) -> None:
+    """Record an upgrade run's failure: the failing step, the provision usable again, a notice.
+
+    The provision's domains and mailboxes keep working, so it goes back to active, unless
+    another live run holds it (that run's story); a run refused before it started changes nothing.
+    """
+    if isinstance(exc, NotStartableError):
+        return  # nothing ran: the upgrade's and the provision's rows are still the truth
+    with runtime.db() as session:
+        upgrade = session.get(Upgrade, upgrade_id)
+        if upgrade is None or upgrade.status in (
+            UpgradeStatus.COMPLETED,
+            UpgradeStatus.CANCELLED,
+        ):
+            return
+        provision_id, holder = upgrade.provision_id, upgrade.provision.current_flow_run_id
+    # Asked before the session below: no DB transaction waits on the Prefect API.
+    other_live = holder not in (None, flow_run_id) and not run_is_final(holder)
+    keys = step_keys(upgrade_id)
+    failed_step = records.fail_running_steps(
+        provision_id, reason, keys
+    ) or records.first_failed_step(provision_id, keys)
+    step = records.base_key(failed_step) if failed_step else "start"
+    if isinstance(exc, PipelineError) and not exc.retryable:
+        message = exc.student_message
+    else:
+        message = records.STEP_FAILURE.get(step, "The upgrade stopped.")
+    with runtime.db() as session:
+        upgrade = session.get(Upgrade, upgrade_id)
+        assert upgrade is not None
+        provision = upgrade.provision
+        upgrade.status = UpgradeStatus.FAILED.value
+        upgrade.status_reason = f"{step}: {message}"
+        if flow_run_id and (not other_live or upgrade.flow_run_id is None):
+            upgrade.flow_run_id = flow_run_id  # what the admin page's retry reschedules
+        if other_live:
+            return
+        if provision.status == ProvisionStatus.UPGRADING:
+            provision.status = ProvisionStatus.ACTIVE.value
+        provision.waiting_for = provision.waiting_since = None
+        _notify(
+            session,
+            key=f"upgrade-failed:{upgrade_id}:{flow_run_id}:{step}",
+            recipient=provision.user.email,
+            subject="Your upgrade needs attention",
+            body=f"{message} Your existing domains and mailboxes keep working; "
+            "we will finish the upgrade and keep you posted.",
+        )
+
+
+def _notify(session: Any, *, key: str, recipient: str, subject: str, body: str) -> None:
+    # The one place upgrades queue email, so delivery can be repointed in one edit.
+    _queue_notification(session, key=key, recipient=recipient, subject=subject, body=body)

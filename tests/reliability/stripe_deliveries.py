@@ -1,0 +1,393 @@
+"""A shuffled stream of Stripe webhook deliveries for many checkouts, good and bad, signed for real.
+
+Each checkout produces the events Stripe sends for it (most of which the portal ignores); the
+stream then mixes in redeliveries, bad signatures, stale timestamps and malformed bodies, so a test
+can post it and compare the outcome with what each checkout's payment says should happen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+import stripe
+
+# How each checkout ends, and whether that means "provision exactly once".
+PAID = "paid"  # card: completed with payment_status=paid
+ASYNC_OK = "async_ok"  # bank debit: completed unpaid, then async_payment_succeeded
+ASYNC_FAILED = "async_failed"  # bank debit: completed unpaid, then async_payment_failed
+ABANDONED = "abandoned"  # never paid: the session expires
+PAID_KINDS = frozenset({PAID, ASYNC_OK})
+MIX = ((PAID, 0.55), (ASYNC_OK, 0.15), (ASYNC_FAILED, 0.15), (ABANDONED, 0.15))
+
+# Shares of the delivery stream (the rest are first deliveries of good events).
+DUPLICATE_SHARE = 0.30
+BAD_SIGNATURE_SHARE = 0.05
+STALE_SHARE = 0.02
+MALFORMED_SHARE = 0.03
+TOLERANCE_S = 300
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """One student's order awaiting payment (a provision row with its Checkout Session)."""
+
+    provision_id: int
+    user_id: int
+    session_id: str
+    kind: str
+
+    @property
+    def paid(self) -> bool:
+        """Whether this checkout's money arrives (so it must be provisioned exactly once)."""
+        return self.kind in PAID_KINDS
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One POST to the webhook: body, headers, what kind it is and what must happen."""
+
+    body: bytes
+    headers: dict[str, str]
+    kind: str  # first | duplicate | bad_signature | stale | malformed
+    event_id: str | None = None
+
+    @property
+    def good(self) -> bool:
+        """Whether Stripe would really have sent this (so it must get a 2xx)."""
+        return self.kind in ("first", "duplicate")
+
+
+@dataclass
+class Stream:
+    """The deliveries in posting order, plus what they contain."""
+
+    deliveries: list[Delivery]
+    unique_events: int
+    event_types: Counter[str] = field(default_factory=Counter)
+
+    def count(self, kind: str) -> int:
+        """Number of deliveries of one kind."""
+        return sum(1 for d in self.deliveries if d.kind == kind)
+
+
+def signature(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """A Stripe-Signature header made by the SDK's own generator (the real scheme)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    return stripe.WebhookSignature.generate_signature_header(body.decode(), secret, timestamp=ts)
+
+
+def raw_signature(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The same scheme over raw bytes (for bodies that are not UTF-8, which the SDK cannot sign)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={mac}"
+
+
+def _headers(sig: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if sig is not None:
+        headers["Stripe-Signature"] = sig
+    return headers
+
+
+class _Events:
+    """Builds Stripe event bodies with unique ids and increasing creation times."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._clock = int(time.time()) - 3600
+        self.bodies: list[dict[str, Any]] = []
+
+    def add(self, event_type: str, obj: dict[str, Any]) -> None:
+        self._clock += 1
+        self.bodies.append(
+            {
+                "id": f"evt_chaos_{uuid.uuid4().hex[:24]}",
+                "object": "event",
+                "api_version": "2026-10-28.endive",
+                "created": self._clock,
+                "type": event_type,
+                "livemode": False,
+                "pending_webhooks": 1,
+                "data": {"object": obj},
+            }
+        )
+
+
+def _session(c: Checkout, *, paid: bool, status: str = "complete") -> dict[str, Any]:
+    return {
+        "id": c.session_id,
+        "object": "checkout.session",
+        "mode": "subscription",
+        "status": status,
+        "payment_status": "paid" if paid else "unpaid",
+        "client_reference_id": str(c.provision_id),
+        "customer": f"cus_{c.session_id[-12:]}",
+        "subscription": f"sub_{c.session_id[-12:]}",
+        "metadata": {"provision_id": str(c.provision_id), "user_id": str(c.user_id)},
+    }
+
+
+def _sub(c: Checkout, status: str) -> dict[str, Any]:
+    return {
+        "id": f"sub_{c.session_id[-12:]}",
+        "object": "subscription",
+        "status": status,
+        "metadata": {"provision_id": str(c.provision_id), "user_id": str(c.user_id)},
+    }
+
+
+def _invoice(c: Checkout, status: str) -> dict[str, Any]:
+    return {
+        "id": f"in_{c.session_id[-12:]}",
+        "object": "invoice",
+        "status": status,
+        "billing_reason": "subscription_create",
+        "metadata": {},
+        "parent": {
+            "type": "subscription_details",
+            "subscription_details": {
+                "subscription": f"sub_{c.session_id[-12:]}",
+                "metadata": {"provision_id": str(c.provision_id), "user_id": str(c.user_id)},
+            },
+        },
+    }
+
+
+def _checkout_events(events: _Events, c: Checkout) -> None:
+    """What Stripe sends for one checkout, in its natural order (shuffled later)."""
+    other = {"id": f"pi_{c.session_id[-12:]}", "object": "payment_intent"}
+    events.add("customer.created", {"id": f"cus_{c.session_id[-12:]}", "object": "customer"})
+    if c.kind == ABANDONED:
+        events.add("checkout.session.expired", _session(c, paid=False, status="expired"))
+        return
+    if c.kind == PAID:
+        events.add("checkout.session.completed", _session(c, paid=True))
+        events.add("customer.subscription.created", _sub(c, "active"))
+        events.add("invoice.created", _invoice(c, "draft"))
+        events.add("invoice.finalized", _invoice(c, "open"))
+        events.add("invoice.paid", _invoice(c, "paid"))
+        events.add("payment_intent.succeeded", other)
+        events.add("charge.succeeded", {"id": f"ch_{c.session_id[-12:]}", "object": "charge"})
+        return
+    events.add("checkout.session.completed", _session(c, paid=False))
+    events.add("customer.subscription.created", _sub(c, "incomplete"))
+    events.add("payment_intent.processing", other)
+    if c.kind == ASYNC_OK:
+        events.add("checkout.session.async_payment_succeeded", _session(c, paid=True))
+        events.add("customer.subscription.updated", _sub(c, "active"))
+        events.add("invoice.paid", _invoice(c, "paid"))
+    else:
+        events.add("checkout.session.async_payment_failed", _session(c, paid=False))
+        events.add("invoice.payment_failed", _invoice(c, "open"))
+        events.add("customer.subscription.updated", _sub(c, "incomplete_expired"))
+
+
+def _strangers(events: _Events, checkouts: list[Checkout], count: int) -> None:
+    """Paid events for sessions we never created, some naming a real order of another student."""
+    unpaid = [c for c in checkouts if not c.paid] or checkouts
+    for i in range(count):
+        stranger = Checkout(0, 0, f"cs_test_unknown_{uuid.uuid4().hex[:16]}", PAID)
+        obj = _session(stranger, paid=True)
+        if i % 2:
+            # Forged: names a real unpaid order but another student (must not be fulfilled).
+            victim = unpaid[i % len(unpaid)]
+            obj["metadata"] = {"provision_id": str(victim.provision_id), "user_id": "999999999"}
+            obj["client_reference_id"] = str(victim.provision_id)
+        else:
+            obj["metadata"] = {}
+            obj["client_reference_id"] = None
+        events.add("checkout.session.completed", obj)
+
+
+def malformed_bodies() -> list[bytes]:
+    """Bodies that are not usable events (each is sent correctly signed)."""
+    good_session = {"id": "cs_test_x", "object": "checkout.session", "payment_status": "paid"}
+    shapes: list[bytes] = [
+        b"{not json",
+        b"",
+        b"[1, 2, 3]",
+        b'"evt_string"',
+        b"null",
+        json.dumps({"id": "evt_chaos_notype", "object": "event"}).encode(),
+        json.dumps({"id": "nope_1", "type": "customer.created", "created": 1, "data": {}}).encode(),
+        json.dumps(
+            {"id": "evt_chaos_noobj", "type": "checkout.session.completed", "created": 1}
+        ).encode(),
+        json.dumps(
+            {
+                "id": "evt_chaos_badtime",
+                "type": "checkout.session.completed",
+                "created": "yesterday",
+                "data": {"object": good_session},
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "id": f"evt_chaos_nullobj_{uuid.uuid4().hex[:8]}",
+                "type": "checkout.session.completed",
+                "created": int(time.time()),
+                "data": {"object": None},
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "id": f"evt_chaos_emptyobj_{uuid.uuid4().hex[:8]}",
+                "type": "checkout.session.completed",
+                "created": int(time.time()),
+                "data": {"object": {}},
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "id": f"evt_chaos_strobj_{uuid.uuid4().hex[:8]}",
+                "type": "customer.subscription.updated",
+                "created": int(time.time()),
+                "data": {"object": "sub_1"},
+            }
+        ).encode(),
+        b"\xff\xfe\x00garbage",
+        b'{"id": "evt_chaos_deep", "type": "x", "created": 1, "data": {"object": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}",
+    ]
+    # Right envelope, wrong object: each handler must refuse it, not crash on a missing field.
+    for kind, obj in (
+        ("checkout.session.completed", []),
+        ("checkout.session.async_payment_failed", {"object": "checkout.session"}),
+        ("checkout.session.expired", 42),
+        ("customer.subscription.updated", {}),
+        ("invoice.paid", {"id": "in_x", "metadata": "not-a-dict"}),
+        ("invoice.payment_failed", None),
+    ):
+        shapes.append(
+            json.dumps(
+                {
+                    "id": f"evt_chaos_shape_{uuid.uuid4().hex[:8]}",
+                    "type": kind,
+                    "created": int(time.time()),
+                    "data": {"object": obj},
+                }
+            ).encode()
+        )
+    for event_id, kind in (
+        ("evt_nul\x00x", "customer.created"),
+        ("evt_ok", "customer.\x00created"),
+    ):
+        body = {"id": event_id, "type": kind, "created": 1, "data": {"object": {"id": "cus_x"}}}
+        shapes.append(json.dumps(body).encode())
+    for created in (10**20, -(10**20), 253402300800, "soon", None, [1]):
+        shapes.append(
+            json.dumps(
+                {
+                    "id": f"evt_chaos_time_{uuid.uuid4().hex[:8]}",
+                    "type": "customer.created",
+                    "created": created,
+                    "data": {"object": {"id": "cus_x"}},
+                }
+            ).encode()
+        )
+    return shapes
+
+
+def _malformed(rng: random.Random, secret: str) -> Delivery:
+    """A correctly signed body that is not a usable event."""
+    shapes = malformed_bodies()
+    body = shapes[rng.randrange(len(shapes))]
+    return Delivery(body, _headers(raw_signature(body, secret)), "malformed")
+
+
+def _bad_signature(rng: random.Random, body: bytes, secret: str) -> Delivery:
+    """A real event with a signature Stripe did not make (or a body changed after signing)."""
+    choice = rng.randrange(5)
+    if choice == 0:
+        sig: str | None = signature(body, "whsec_attacker")
+    elif choice == 1:
+        sig = None
+    elif choice == 2:
+        sig = "t=1,v1=deadbeef"
+    elif choice == 3:
+        sig = signature(body, secret).replace("v1=", "v0=")
+    else:
+        # Tampered after signing: an unpaid checkout turned "paid".
+        sig = signature(body, secret)
+        body = body.replace(b'"unpaid"', b'"paid"') + b" "
+    return Delivery(body, _headers(sig), "bad_signature")
+
+
+def build_stream(checkouts: list[Checkout], secret: str, *, seed: int) -> Stream:
+    """Every event of every checkout, then redeliveries and bad deliveries, shuffled."""
+    rng = random.Random(seed)
+    events = _Events(rng)
+    for c in checkouts:
+        _checkout_events(events, c)
+    _strangers(events, checkouts, max(2, len(checkouts) // 10))
+    unique = [json.dumps(e).encode() for e in events.bodies]
+    good_share = 1 - DUPLICATE_SHARE - BAD_SIGNATURE_SHARE - STALE_SHARE - MALFORMED_SHARE
+    total = round(len(unique) / good_share)
+
+    deliveries = [
+        Delivery(b, _headers(signature(b, secret)), "first", e["id"])
+        for b, e in zip(unique, events.bodies, strict=True)
+    ]
+    for _ in range(round(total * DUPLICATE_SHARE)):
+        i = rng.randrange(len(unique))
+        # A redelivery is signed again at send time, like Stripe's retries.
+        deliveries.append(
+            Delivery(
+                unique[i],
+                _headers(signature(unique[i], secret)),
+                "duplicate",
+                events.bodies[i]["id"],
+            )
+        )
+    for _ in range(round(total * BAD_SIGNATURE_SHARE)):
+        deliveries.append(_bad_signature(rng, unique[rng.randrange(len(unique))], secret))
+    for _ in range(round(total * STALE_SHARE)):
+        body = unique[rng.randrange(len(unique))]
+        old = int(time.time()) - TOLERANCE_S - rng.randrange(5, 3 * 86400)
+        deliveries.append(Delivery(body, _headers(signature(body, secret, old)), "stale"))
+    for _ in range(round(total * MALFORMED_SHARE)):
+        deliveries.append(_malformed(rng, secret))
+    rng.shuffle(deliveries)
+    return Stream(deliveries, len(unique), Counter(e["type"] for e in events.bodies))
+
+
+def verifies(delivery: Delivery, secret: str) -> bool:
+    """Whether the SDK accepts the signature (good deliveries also parse with construct_event)."""
+    header = delivery.headers.get("Stripe-Signature", "")
+    try:
+        text = delivery.body.decode()
+    except UnicodeDecodeError:
+        # The SDK only verifies text; for raw bytes compare with the same scheme directly.
+        ts = header.partition("t=")[2].partition(",")[0]
+        return ts.isdigit() and hmac.compare_digest(
+            header, raw_signature(delivery.body, secret, int(ts))
+        )
+    try:
+        stripe.WebhookSignature.verify_header(text, header, secret, TOLERANCE_S)
+        if delivery.good:
+            stripe.Webhook.construct_event(delivery.body, header, secret)
+    except stripe.SignatureVerificationError:
+        return False
+    return True
+
+
+def assign_kinds(count: int, *, seed: int) -> list[str]:
+    """The outcome of each of ``count`` checkouts, in MIX proportions, shuffled."""
+    kinds: list[str] = []
+    for kind, share in MIX:
+        kinds += [kind] * round(count * share)
+    kinds = (kinds + [PAID] * count)[:count]
+    random.Random(seed).shuffle(kinds)
+    return kinds

@@ -1,0 +1,119 @@
+"""No secret in plaintext anywhere after a full paid provisioning and the whole suite (M3).
+
+Runs last (``run_last``): a checkout paid through the signed webhook starts the run on the real
+Prefect server, the flow provisions everything against the sandbox, the student reveals their
+PlusVibe password, and then every secret the tests used is looked for in the app DB, Prefect's
+DB, the Prefect API's logs, parameters and artifacts, every file the session wrote (result
+storage, cache records, server and app logs) and the Python log records of this test.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from werkzeug.security import generate_password_hash
+
+from core.crypto import SecretBox
+from core.models import Provision
+from core.models import User
+from core.settings import DEV_DATA_KEY
+from core.settings import DEV_SECRET_KEY
+from core.settings import SANDBOX_KEYS
+from flows.provision import provision
+from tests.flows.conftest import Pipeline
+from tests.portal import prefect_support
+from tests.portal.conftest import portal_settings
+from tests.portal.helpers import PASSWORD
+from tests.portal.helpers import checkout_session
+from tests.portal.helpers import event
+from tests.portal.helpers import post_event
+from tests.reliability import figures
+from tests.reliability import secret_scan
+
+pytestmark = [pytest.mark.prefect, pytest.mark.run_last]
+
+
+def test_no_secret_in_plaintext_after_a_paid_provisioning_and_the_whole_suite(
+    pipeline: Pipeline,
+    portal_prefect: str,
+    db_url: str,
+    engine: Engine,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from portal import create_app
+
+    caplog.set_level(logging.DEBUG)
+    # A checkout paid through the signed webhook starts the run on the Prefect server...
+    provision_id = pipeline.paid_provision(email="scan@student.test")
+    row = pipeline.session.get(Provision, provision_id)
+    row.status, row.paid_at = "pending_payment", None
+    row.user.password_hash = generate_password_hash(PASSWORD, method="scrypt:1024:8:1")
+    pipeline.session.commit()
+    settings = portal_settings(
+        db_url, pipeline.sandbox.url, tmp_path, prefect_api_url=portal_prefect
+    )
+    app = create_app(settings, TESTING=True, WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    body = event(
+        "checkout.session.completed",
+        checkout_session(row, session_id=row.stripe_checkout_session_id),
+    )
+    assert post_event(client, body).json["outcome"] == "started"
+    # ...and the flow provisions everything. No worker runs the stand-in deployment: end that run
+    # so the in-process run can claim the provision (one live run per provision).
+    pipeline.session.expire_all()
+    started = pipeline.session.get(Provision, provision_id).current_flow_run_id
+    prefect_support.fail_run(portal_prefect, started)
+    assert provision(provision_id, return_state=True).is_completed()
+    pipeline.session.expire_all()
+    row = pipeline.session.get(Provision, provision_id)
+    assert row.status == "active"
+    password = SecretBox.from_settings(pipeline.settings).open(row.plusvibe_client_password_enc)
+    # The student reveals the password: the one place it may appear (their own page).
+    email = pipeline.session.get(User, row.user_id).email
+    client.post("/auth/login", data={"email": email, "password": PASSWORD})
+    revealed = client.post("/dashboard/plusvibe-password").get_data(as_text=True)
+    app.extensions["portal_db"].dispose()
+
+    secrets = {
+        "plusvibe client password": password.get_secret_value(),
+        "student sign-in password": PASSWORD,
+        "app secret key": DEV_SECRET_KEY,
+        "app data key": DEV_DATA_KEY,
+        **{f"{name} key": value for name, value in SANDBOX_KEYS.items()},
+    }
+    assert secrets["stripe_webhook key"] == settings.stripe_webhook_secret.get_secret_value()
+    url = make_url(db_url)
+    prefect_url = url.set(drivername="postgresql", database=f"{url.database}_prefect")
+    haystacks: dict[str, str] = {
+        **secret_scan.app_db(engine),
+        **secret_scan.prefect_db(prefect_url.render_as_string(hide_password=False)),
+        **secret_scan.prefect_api(portal_prefect),
+        **secret_scan.files(tmp_path_factory.getbasetemp()),
+        "python log records": "\n".join(r.getMessage() for r in caplog.records),
+    }
+    assert "scan@student.test" in haystacks["app db: users"]
+    assert str(provision_id) in haystacks["prefect api: flow run parameters"]
+    assert haystacks["prefect api: logs"] and haystacks["python log records"]
+    # Control: the scanner does find the password where it rightly is (the student's own page).
+    assert secret_scan.hits({"reveal page": revealed}, secrets) == [
+        "plusvibe client password in reveal page"
+    ]
+    found = secret_scan.hits(haystacks, secrets)
+    figures.record(
+        "secrets",
+        secrets=len(secrets),
+        secret_names=sorted(secrets),
+        places=secret_scan.categories(haystacks),
+        places_total=len(haystacks),
+        characters_scanned=sum(len(t) for t in haystacks.values()),
+        checks=len(secrets) * len(haystacks),
+        hits=len(found),
+    )
+    assert found == []
