@@ -22,15 +22,19 @@ test: install
 	$(BIN)/python -m pytest
 
 # Long form of the reliability suites (docs/reliability.md): 1,000+ webhook deliveries, larger
-# hypothesis budgets; figures are printed and written to instance/reliability.json.
+# hypothesis budgets, the fault matrix at every step; figures are printed and written to
+# instance/reliability.json (fault outcomes to test-artifacts/fault-matrix.jsonl).
 chaos: install
 	RELIABILITY_LONG=1 RELIABILITY_REPORT=instance/reliability.json $(BIN)/python -m pytest \
 		tests/reliability tests/portal/test_authorization_matrix.py \
-		tests/core/test_domains.py tests/core/test_mailboxes.py
+		tests/core/test_domains.py tests/core/test_mailboxes.py \
+		tests/flows/test_provision_faults.py tests/flows/test_provision_db_drop.py \
+		tests/flows/test_provision_prefect_restart.py
 
 # Issue 7 benchmarks on the full local stack (needs PostgreSQL; never part of `make test`).
 # Each writes bench/results/*.json and ends with a RESULT line; docs/benchmarks.md has the table.
-# About 35 min on 2 cores: cohort 20 + 50 + 200 ~25 min, sync ~5 min, portal ~3 min.
+# About 1h15 on 2 cores: cohort 20 + 50 ~20 min, cohort 200 up to ~50 min (CPU-bound, see
+# docs/benchmarks.md), availability ~3 min, portal ~4 min, sync: see its section.
 bench: install
 	$(BIN)/python bench/availability_budget.py --students 60
 	$(BIN)/python bench/portal_load.py --students 200

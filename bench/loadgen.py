@@ -23,6 +23,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 MAX_CONNECTIONS = 256
+# Non-200 statuses and exception names of the current phase (one phase runs at a time).
+STATUSES: dict[object, int] = {}
 
 
 @dataclass
@@ -44,16 +46,22 @@ class Pool:
         self.open = 0
         self.available = asyncio.Condition()
 
-    async def get(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """An idle connection, a new one, or wait for one."""
+    async def get(
+        self, *, fresh: bool = False
+    ) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], bool]:
+        """An idle connection (unless ``fresh``), a new one, or wait; and whether it is new."""
         async with self.available:
-            while not self.idle and self.open >= MAX_CONNECTIONS:
+            while not (self.idle and not fresh) and self.open >= MAX_CONNECTIONS:
+                if fresh and self.idle:
+                    self.idle.pop()[1].close()
+                    self.open -= 1
+                    break
                 await self.available.wait()
-            if self.idle:
-                return self.idle.pop()
+            if self.idle and not fresh:
+                return self.idle.pop(), False
             self.open += 1
         try:
-            return await asyncio.open_connection(self.target.host, self.target.port)
+            return await asyncio.open_connection(self.target.host, self.target.port), True
         except OSError:
             await self.drop()
             raise
@@ -116,21 +124,24 @@ async def request(pool: Pool, path: str, cookie: str | None) -> int:
     if cookie:
         headers.append(f"Cookie: portal_session={cookie}")
     raw = ("\r\n".join(headers) + "\r\n\r\n").encode()
-    for attempt in range(2):
-        conn = await pool.get()
+    retry = False
+    while True:
+        # A kept-alive connection the server has closed meanwhile fails at once: retry the
+        # request on a new connection (a failure on a new connection is a real error).
+        conn, fresh = await pool.get(fresh=retry)
         try:
             status, keep = await _exchange(conn, raw)
         except (ConnectionError, asyncio.IncompleteReadError, OSError, ValueError, IndexError):
             await pool.drop(conn)
-            if attempt:
+            if fresh:
                 raise
+            retry = True
             continue
         if keep:
             await pool.put(conn)
         else:
             await pool.drop(conn)
         return status
-    raise AssertionError("unreachable")
 
 
 async def open_loop(pool: Pool, phase: dict[str, Any], cookies: Any) -> dict[str, Any]:
@@ -147,11 +158,13 @@ async def open_loop(pool: Pool, phase: dict[str, Any], cookies: Any) -> dict[str
             await asyncio.sleep(delay)
         try:
             status = await request(pool, phase["path"], next(cookies) if phase["auth"] else None)
-        except Exception:  # noqa: BLE001 - every failure is an error of the phase
+        except Exception as exc:  # noqa: BLE001 - every failure is an error of the phase
             errors += 1
+            STATUSES[type(exc).__name__] = STATUSES.get(type(exc).__name__, 0) + 1
             return
         if status != 200:
             errors += 1
+            STATUSES[status] = STATUSES.get(status, 0) + 1
         latencies.append(time.perf_counter() - due)
 
     count = int(rate * duration)
@@ -175,11 +188,13 @@ async def closed_loop(pool: Pool, phase: dict[str, Any], cookies: Any) -> dict[s
                 status = await request(
                     pool, phase["path"], next(cookies) if phase["auth"] else None
                 )
-            except Exception:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
                 errors += 1
+                STATUSES[type(exc).__name__] = STATUSES.get(type(exc).__name__, 0) + 1
                 continue
             if status != 200:
                 errors += 1
+                STATUSES[status] = STATUSES.get(status, 0) + 1
             latencies.append(time.perf_counter() - sent)
 
     start = time.perf_counter()
@@ -192,6 +207,8 @@ def summarize(
 ) -> dict[str, Any]:
     """Percentiles in ms and the achieved throughput."""
     ordered = sorted(latencies)
+    statuses = dict(STATUSES)
+    STATUSES.clear()
 
     def pct(q: float) -> float:
         if not ordered:
@@ -202,6 +219,7 @@ def summarize(
         **phase,
         "requests": len(ordered),
         "errors": errors,
+        "error_kinds": statuses,
         "rps": round(len(ordered) / elapsed, 1) if elapsed else 0.0,
         "p50_ms": pct(50),
         "p90_ms": pct(90),

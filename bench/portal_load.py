@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop clients")
     parser.add_argument("--progress-rates", type=float, nargs="*", default=[50, 100, 200, 300, 400])
     parser.add_argument("--dashboard-rates", type=float, nargs="*", default=[10, 25, 50, 75])
-    parser.add_argument("--portal-workers", type=int, default=2)
+    parser.add_argument("--portal-workers", type=int, default=4)
     parser.add_argument("--portal-threads", type=int, default=4)
     args = parser.parse_args()
 

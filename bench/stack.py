@@ -235,7 +235,7 @@ class StackOptions:
     portal: bool = True
     sandbox_args: list[str] = field(default_factory=list)
     worker_limit: int = 10
-    portal_workers: int = 2
+    portal_workers: int = 4
     portal_threads: int = 4
     worker_env: dict[str, str] = field(default_factory=dict)
     portal_env: dict[str, str] = field(default_factory=dict)
@@ -284,6 +284,15 @@ def base_env(stack: Stack) -> dict[str, str]:
     return env
 
 
+def stop_tree(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process group, then kill any descendant that left it (flow-run supervisors do)."""
+    descendants = tree(process.pid)[1:] if process.poll() is None else []
+    stop(process, grace_s=10)
+    for pid in descendants:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def engine_command(api_url: str) -> None:
     """Set the ``command`` job variable of every deployment to ``python -m prefect.engine``.
 
@@ -308,6 +317,8 @@ def running_stack(tag: str, options: StackOptions) -> Iterator[Stack]:
     """Start everything ``options`` asks for; stop it all and drop the databases on exit."""
     tag = f"{tag}_{os.getpid()}"
     work = Path(tempfile.mkdtemp(prefix=f"{tag}-"))
+    # Kept after the run: the server, worker and portal logs explain a surprising figure.
+    sys.stderr.write(f"logs: {work}\n")
     app_url = fresh_database(f"{tag}_app")
     prefect_db = f"{tag}_prefect" if options.prefect else None
     engine = None
@@ -381,10 +392,10 @@ def running_stack(tag: str, options: StackOptions) -> Iterator[Stack]:
             yield stack
             # Stop our processes while the sandbox still answers (flow runs finish cleanly).
             for process in reversed(started):
-                stop(process, grace_s=10)
+                stop_tree(process)
     finally:
         for process in reversed(started):
-            stop(process, grace_s=10)
+            stop_tree(process)
         if engine is not None:
             engine.dispose()
         drop_database(f"{tag}_app")

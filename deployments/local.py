@@ -78,9 +78,11 @@ def start_worker(
 
 
 def start_portal(
-    *, env: Mapping[str, str], port: int, log: Path, workers: int = 2, threads: int = 4
+    *, env: Mapping[str, str], port: int, log: Path, workers: int = 4, threads: int = 4
 ) -> subprocess.Popen[bytes]:
     """Start the portal under gunicorn on loopback with ``env`` (APP_* settings)."""
+    # 4 workers on 2 cores: requests spend much of their time waiting on PostgreSQL, and one
+    # worker runs Python on one core at a time; ~130 MB each (docs/benchmarks.md, portal load).
     return spawn(
         [
             str(BIN / "gunicorn"),

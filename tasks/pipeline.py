@@ -254,11 +254,6 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _queue_notification(session: Any, *, key: str, recipient: str, subject: str, body: str) -> None:
-    """Queue an email once (kept for callers of the old name; see tasks/notifications.py)."""
-    notifications.queue(session, key=key, recipient=recipient, subject=subject, body=body)
-
-
 def mark_provision_failed(provision_id: int, exc: BaseException | None, reason: str) -> None:
     """Record a run's failure for good: the failing step, plain words, and the remedy."""
     # Only this pipeline's steps: an upgrade's failed steps are that upgrade's story.

@@ -21,12 +21,12 @@ from core.models import Upgrade
 from core.models import UpgradeStatus
 from core.pipeline import UPGRADE_STEPS
 from core.pipeline import upgrade_step_key
+from tasks import notifications
 from tasks import records
 from tasks import runtime
 from tasks.errors import PipelineError
 from tasks.errors import ProvisioningBlockedError
 from tasks.pipeline import NotStartableError
-from tasks.pipeline import _queue_notification
 from tasks.pipeline import claim_provision
 from tasks.pipeline import ensure_mailbox_rows
 from tasks.pipeline import run_is_final
@@ -156,15 +156,16 @@ def finish_upgrade(upgrade_id: int) -> dict[str, Any]:
             provision.waiting_for = provision.waiting_since = None
             session.flush()
             summary = summarize(upgrade)
-            _notify(
+            queued = notifications.queue_for_student(
                 session,
+                provision,
                 key=f"upgrade-complete:{upgrade_id}",
-                recipient=provision.user.email,
                 subject="Your upgrade is ready",
                 body=f"Your {len(summary['domains'])} new domains and "
                 f"{summary['mailbox_count']} new mailboxes are set up and warming up. "
                 f"You are now on {summary['to_tier']}.",
             )
+    notifications.deliver_quietly([queued])
     create_markdown_artifact(
         key=f"upgrade-{upgrade_id}",
         markdown=summary_markdown(summary),
@@ -275,16 +276,14 @@ def mark_upgrade_failed(
         if provision.status == ProvisionStatus.UPGRADING:
             provision.status = ProvisionStatus.ACTIVE.value
         provision.waiting_for = provision.waiting_since = None
-        _notify(
+        queued = notifications.queue_failure(
             session,
+            provision,
             key=f"upgrade-failed:{upgrade_id}:{flow_run_id}:{step}",
-            recipient=provision.user.email,
-            subject="Your upgrade needs attention",
-            body=f"{message} Your existing domains and mailboxes keep working; "
+            student_subject="Your upgrade needs attention",
+            student_body=f"{message} Your existing domains and mailboxes keep working; "
             "we will finish the upgrade and keep you posted.",
+            admin_detail=f"Upgrade {upgrade_id} failed at {step}\nReason: {reason}",
         )
-
-
-def _notify(session: Any, *, key: str, recipient: str, subject: str, body: str) -> None:
-    # The one place upgrades queue email, so delivery can be repointed in one edit.
-    _queue_notification(session, key=key, recipient=recipient, subject=subject, body=body)
+    # After the commit: the failure is recorded even if no email can go out now.
+    notifications.deliver_quietly(queued)

@@ -141,7 +141,8 @@ def stripe_webhook() -> ResponseReturnValue:
         created = fulfilment.event_time(event)
         event.data.object  # noqa: B018  (an event without an object is malformed)
         body = _strict_json(payload)
-    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError, OSError):
+        # OSError: a "created" beyond what the platform's time functions can represent.
         return _bad("malformed event")
     if not event_id.startswith("evt_") or not (event_id + event_type).isprintable():
         return _bad("malformed event id")

@@ -4,7 +4,7 @@ While a step's vendor call is held open by the sandbox, every other connection t
 terminated on the server (what a PostgreSQL restart or fail-over does to clients), including
 the purchase lock's. The run must reach active by itself or after one retry, with each domain
 charged once and each mailbox created once. `make test` runs the purchase and one later step;
-`make chaos` (CHAOS=1) runs every step.
+`make chaos` runs every step.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ CELLS = (
     ("heyreach_list", "heyreach", "POST", "/list/CreateEmptyList"),
 )
 SLICE = {"buy_domains", "mailboxes"}
-SELECTED = [c for c in CELLS if os.environ.get("CHAOS") or c[0] in SLICE]
+SELECTED = [c for c in CELLS if os.environ.get("RELIABILITY_LONG") or c[0] in SLICE]
 
 
 class ConnectionKiller:

@@ -371,8 +371,14 @@ def test_deployed_upgrade_suspends_is_resumed_by_the_sweeper_and_retries_from_th
     state = drive(run_id)
 
     assert state.type == StateType.FAILED
-    pipeline.session.expire_all()
-    assert pipeline.session.get(Upgrade, upgrade_id).status_reason.startswith("mailboxes:")
+
+    def mirrored() -> Upgrade | None:
+        # The failure hook runs in the flow process just after the run turns Failed.
+        pipeline.session.expire_all()
+        row = pipeline.session.get(Upgrade, upgrade_id)
+        return row if row.status == "failed" else None
+
+    assert wait_for(mirrored, timeout_s=30, what="the hook").status_reason.startswith("mailboxes:")
     assert pipeline.session.get(Provision, provision_id).status == "active"
 
     # What the Prefect UI's Retry button does: the same run, resumed from its first open step.

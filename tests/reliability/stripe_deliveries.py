@@ -280,13 +280,18 @@ def malformed_bodies() -> list[bytes]:
                 }
             ).encode()
         )
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        shapes.append(
+            b'{"id": "evt_chaos_nan", "type": "customer.created", "created": 1, "data": '
+            b'{"object": {"id": "cus_x", "balance": ' + constant + b"}}}"
+        )
     for event_id, kind in (
         ("evt_nul\x00x", "customer.created"),
         ("evt_ok", "customer.\x00created"),
     ):
         body = {"id": event_id, "type": kind, "created": 1, "data": {"object": {"id": "cus_x"}}}
         shapes.append(json.dumps(body).encode())
-    for created in (10**20, -(10**20), 253402300800, "soon", None, [1]):
+    for created in (10**20, -(10**20), 253402300800, 67768036191676800, "soon", None, [1]):
         shapes.append(
             json.dumps(
                 {
