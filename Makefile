@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/python -m deployments.demo
 
+# Four pytest workers: most tests wait on vendors, flows and browsers rather than the CPU, and
+# each worker has its own databases, Prefect server and sandbox (see tests/conftest.py).
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 4 --dist worksteal
 
 # Long form of the reliability suites (docs/reliability.md): 1,000+ webhook deliveries, larger
 # hypothesis budgets, the fault matrix at every step; figures are printed and written to

@@ -128,7 +128,12 @@ def ensure_zombie_automation() -> None:
 
 def deploy_all(project_root: Path = PROJECT_ROOT) -> None:
     """Register every deployment in prefect.yaml (the worker hosts run code from APP_DIR)."""
-    env = {**os.environ, "APP_DIR": os.environ.get("APP_DIR", str(project_root))}
+    env = {
+        **os.environ,
+        "APP_DIR": os.environ.get("APP_DIR", str(project_root)),
+        # The interpreter of this installation runs the flows (prefect.yaml's engine command).
+        "APP_PYTHON": os.environ.get("APP_PYTHON", sys.executable),
+    }
     prefect = Path(sys.executable).with_name("prefect")
     subprocess.run(
         [str(prefect), "--no-prompt", "deploy", "--all"],

@@ -22,7 +22,6 @@ from prefect.client.schemas.objects import State
 from prefect.flows import Flow
 from prefect.runtime import flow_run
 
-from core.models import Provision
 from tasks import runtime
 from tasks.cancellation import confirm_cancelled
 from tasks.cancellation import finish_cancellation
@@ -33,18 +32,13 @@ from tasks.cancellation import stop_live_runs
 from tasks.notifications import deliver_notifications
 from tasks.notifications import deliver_quietly
 from tasks.notifications import queue_for_admins
+from tasks.pipeline import student_email
 
 
 def run_name() -> str:
     """Name the run after the student, so operators find it in the Prefect UI."""
     provision_id = flow_run.parameters.get("provision_id")
-    try:
-        with runtime.db() as session:
-            provision = session.get(Provision, provision_id)
-            student = provision.user.email if provision else "unknown"
-    except Exception:  # noqa: BLE001 - a name must never stop a run
-        student = "unknown"
-    return f"cancel-{provision_id}-{student}"
+    return f"cancel-{provision_id}-{student_email(provision_id)}"
 
 
 def on_run_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:  # noqa: ARG001

@@ -16,12 +16,11 @@ from prefect.client.schemas.objects import State
 from prefect.flows import Flow
 from prefect.runtime import flow_run
 
-from core.models import Provision
-from tasks import runtime
 from tasks.heyreach import ensure_heyreach_list
 from tasks.pipeline import finish_provisioning
 from tasks.pipeline import mark_provision_failed
 from tasks.pipeline import start_provisioning
+from tasks.pipeline import student_email
 from tasks.plusvibe import check_accounts_connected
 from tasks.plusvibe import configure_warmup
 from tasks.plusvibe import ensure_plusvibe_workspace
@@ -38,13 +37,7 @@ from tasks.zapmail import set_dmarc
 def run_name() -> str:
     """Name the run after the student, so operators find it in the Prefect UI."""
     provision_id = flow_run.parameters.get("provision_id")
-    try:
-        with runtime.db() as session:
-            provision = session.get(Provision, provision_id)
-            student = provision.user.email if provision else "unknown"
-    except Exception:  # noqa: BLE001 - a name must never stop a run
-        student = "unknown"
-    return f"provision-{provision_id}-{student}"
+    return f"provision-{provision_id}-{student_email(provision_id)}"
 
 
 def on_run_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:  # noqa: ARG001

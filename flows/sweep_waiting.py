@@ -1,9 +1,10 @@
-"""Resume provisioning runs whose vendor resources became ready while they were suspended.
+"""Resume provisioning and upgrade runs whose vendor resources became ready while suspended.
 
 One listing per waiting provision's workspace per sweep (never one call per domain), then
 ``resume_flow_run`` for the ready ones; the resumed run replays its cached steps and continues.
 It also sends every queued notification still unsent (a failed send, or one queued by a run
-that died before delivering), so no queued email is lost. Deployment: ``sweep-waiting/every-minute`` (never overlaps itself).
+that died before delivering), so no queued email is lost.
+Deployment: ``sweep-waiting/every-minute`` (never overlaps itself).
 """
 
 from __future__ import annotations

@@ -209,26 +209,41 @@ def summarize(provision: Provision) -> dict[str, Any]:
         "plusvibe_workspace_id": provision.plusvibe_workspace_id,
         "plusvibe_login": provision.plusvibe_client_email,
         "heyreach_list_id": provision.heyreach_list_id,
-        "domains": [
-            {
-                "name": d.name,
-                "zapmail_id": d.zapmail_domain_id,
-                "status": d.status,
-                "dmarc": d.dmarc_email,
-                "mailboxes": [
-                    {
-                        "address": m.address,
-                        "zapmail_id": m.zapmail_mailbox_id,
-                        "plusvibe_id": m.plusvibe_account_id,
-                        "warmup": m.warmup_enabled,
-                    }
-                    for m in d.mailboxes
-                ],
-            }
-            for d in domains
-        ],
+        "domains": domain_summaries(domains),
         "mailbox_count": sum(len(d.mailboxes) for d in domains),
     }
+
+
+def domain_summaries(domains: list[Domain]) -> list[dict[str, Any]]:
+    """Each domain's and mailbox's vendor ids and state, for run summaries (never a secret)."""
+    return [
+        {
+            "name": d.name,
+            "zapmail_id": d.zapmail_domain_id,
+            "status": d.status,
+            "dmarc": d.dmarc_email,
+            "mailboxes": [
+                {
+                    "address": m.address,
+                    "zapmail_id": m.zapmail_mailbox_id,
+                    "plusvibe_id": m.plusvibe_account_id,
+                    "warmup": m.warmup_enabled,
+                }
+                for m in d.mailboxes
+            ],
+        }
+        for d in domains
+    ]
+
+
+def student_email(provision_id: int) -> str:
+    """The provision's student, for run names; "unknown" when it cannot be read."""
+    try:
+        with runtime.db() as session:
+            provision = session.get(Provision, provision_id)
+            return provision.user.email if provision else "unknown"
+    except Exception:  # noqa: BLE001 - a run name must never stop a run
+        return "unknown"
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from tasks.errors import PipelineError
 from tasks.errors import ProvisioningBlockedError
 from tasks.pipeline import NotStartableError
 from tasks.pipeline import claim_provision
+from tasks.pipeline import domain_summaries
 from tasks.pipeline import ensure_mailbox_rows
 from tasks.pipeline import run_is_final
 from tasks.policies import vendor_task_options
@@ -191,23 +192,7 @@ def summarize(upgrade: Upgrade) -> dict[str, Any]:
         "to_tier": upgrade.to_tier.name,
         "zapmail_workspace_id": provision.zapmail_workspace_id,
         "plusvibe_workspace_id": provision.plusvibe_workspace_id,
-        "domains": [
-            {
-                "name": d.name,
-                "zapmail_id": d.zapmail_domain_id,
-                "status": d.status,
-                "mailboxes": [
-                    {
-                        "address": m.address,
-                        "zapmail_id": m.zapmail_mailbox_id,
-                        "plusvibe_id": m.plusvibe_account_id,
-                        "warmup": m.warmup_enabled,
-                    }
-                    for m in d.mailboxes
-                ],
-            }
-            for d in domains
-        ],
+        "domains": domain_summaries(domains),
         "mailbox_count": sum(len(d.mailboxes) for d in domains),
     }
 
