@@ -1,6 +1,7 @@
 """Retry and cache policies shared by every vendor task.
 
-Retries: transient errors only (the client's `.retryable`, lost DB connections, lock waits),
+Retries: transient errors only (the client's `.retryable`, lost DB connections, lock waits, an
+unreachable Prefect API),
 exponential backoff with jitter; never a 4xx. Caching: business keys only (provision + what it
 touches), never task source or run id, so a rerun, a UI retry or a second run for the same
 provision reuses finished steps (docs/prefect.md 2.2).
@@ -12,10 +13,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import httpx
 from prefect.cache_policies import NO_CACHE
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.client.schemas.objects import State
 from prefect.client.schemas.objects import TaskRun
+from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
 from prefect.tasks import Task
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import DBAPIError
@@ -35,6 +38,10 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, VendorError | PipelineError):
         return exc.retryable
     if isinstance(exc, LockTimeoutError):
+        return True
+    # The Prefect API was unreachable (a server restart) while taking a rate-limit slot: our
+    # vendor clients wrap their own transport errors, so a bare one here is Prefect's.
+    if isinstance(exc, ConcurrencySlotAcquisitionError | httpx.TransportError):
         return True
     # A dropped or restarted app DB connection: the next attempt gets a fresh one.
     return isinstance(exc, DBAPIError) and exc.connection_invalidated

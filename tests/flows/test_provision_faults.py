@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -64,9 +65,16 @@ def log_outcome(outcome: str) -> None:
         out.write(json.dumps({"cell": cell, "outcome": outcome}) + "\n")
 
 
-def run_with_one_retry(pipeline: Pipeline, provision_id: int) -> tuple[str, list[str]]:
-    """Run the flow; if it fails, check what the student sees, then retry once."""
+def run_with_one_retry(
+    pipeline: Pipeline, provision_id: int, before_retry: Callable[[], None] = lambda: None
+) -> tuple[str, list[str]]:
+    """Run the flow; if it fails, check what the student sees, then retry once.
+
+    ``before_retry`` runs after the first run either way: what an operator waits for before
+    pressing Retry (e.g. the Prefect server being back).
+    """
     first: State[Any] = provision(provision_id, return_state=True)
+    before_retry()
     if first.is_completed():
         log_outcome("automatically")
         return "automatically", []
