@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect import flow
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from sqlalchemy import select
 
@@ -61,6 +62,13 @@ def refresh_dashboard(provision_id: int) -> dict[str, Any]:
     leads = record_lead_count(provision_id)
     if warmup["failed"]:
         raise RuntimeError("PlusVibe could not list the workspace; the other numbers are stored")
+    create_markdown_artifact(
+        key=f"refresh-{provision_id}",
+        markdown=f"# Dashboard refresh of provision {provision_id}\n\n"
+        f"- domains checked: {len(domains)}\n- mailboxes checked: {len(addresses)}\n"
+        f"- warmup snapshots written: {warmup['snapshots']}\n- HeyReach leads: {leads}",
+        description=f"Provision {provision_id}: what the refresh read",
+    )
     return {"provision_id": provision_id, "snapshots": warmup["snapshots"], "leads": leads}
 
 

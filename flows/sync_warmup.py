@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -68,6 +69,14 @@ def sync_warmup(batch_size: int = 10, parallel: int = 4) -> dict[str, Any]:
         "reconciled": reconciled,
     }
     get_run_logger().info("warmup sync: %s", {k: v for k, v in summary.items() if k != "failed"})
+    create_markdown_artifact(
+        key="warmup-sync",
+        markdown="\n".join(
+            [f"# Warmup sync {summary['day']}", "", "| what | count |", "|---|---|"]
+            + [f"| {k} | {v} |" for k, v in summary.items() if k != "day"]
+        ),
+        description="What the latest warmup sync read and wrote (counts and provision ids)",
+    )
     if summary["failed"]:
         raise WarmupSyncIncompleteError(
             f"PlusVibe could not list the workspaces of provisions {summary['failed']}; "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,36 +74,6 @@ def zapmail_limits(request: httpx.Request) -> list[str]:
     return [ZAPMAIL.name]
 
 
-class LocalPacer:
-    """Spaces one process's requests to a limit at its refill interval before Prefect is asked.
-
-    Threads of one process that ask Prefect for the same slot at once are mostly refused, and
-    each refusal sends the caller to sleep for Prefect's Retry-After plus jitter: measured, four
-    threads reached 2.8 of 4 allowed PlusVibe calls per second. Queuing them here first means
-    Prefect (which still enforces the limit across processes and hosts) usually says yes at once.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next: dict[str, float] = {}
-
-    def wait(self, name: str) -> None:
-        """Sleep until this process's next turn for ``name``."""
-        interval = 1.0 / RATES.get(name, float("inf"))
-        with self._lock:
-            now = time.monotonic()
-            turn = max(now, self._next.get(name, now))
-            self._next[name] = turn + interval
-        if turn > now:
-            time.sleep(turn - now)
-
-
-# Only single-slot limits are paced: a bucket with room for a burst (the availability checks)
-# must keep its burst.
-RATES = {vendor.name: vendor.rate for vendor in VENDOR_LIMITS if vendor.limit == 1}
-_pacer = LocalPacer()
-
-
 class ThrottledTransport(httpx.BaseTransport):
     """An httpx transport that waits for the vendor's rate-limit slot before each request."""
 
@@ -122,7 +91,6 @@ class ThrottledTransport(httpx.BaseTransport):
             # One limit at a time: acquiring several in one call makes Prefect compute the wait
             # from the slowest limit's refill rate even when only a fast one is busy.
             for name in self._limits_for(request):
-                _pacer.wait(name)
                 rate_limit(name, occupy=1, strict=True)
             response = self._inner.handle_request(request)
             if response.status_code != 429 or attempt == MAX_429_RESENDS:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import ArtifactFilter
+from prefect.client.schemas.filters import ArtifactFilterKey
 from sqlalchemy import select
 
 from core.crypto import SecretBox
@@ -124,6 +127,12 @@ def test_refresh_dashboard_writes_todays_snapshot_and_lead_count(pipeline: Pipel
     mailboxes = pipeline.session.scalars(select(Mailbox)).all()
     assert all(m.health_label for m in mailboxes)
     assert pipeline.session.get(Provision, provision_id).heyreach_lead_count == 0
+    # Operators see what the refresh read in the Prefect UI.
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"refresh-{provision_id}"]))
+        )
+    assert artifacts and "warmup snapshots written: 6" in artifacts[0].data
 
 
 def test_a_cancelled_provision_never_spends(pipeline: Pipeline) -> None:

@@ -20,6 +20,8 @@ import pytest
 import yaml
 from prefect import flow
 from prefect import get_client
+from prefect.client.schemas.filters import ArtifactCollectionFilter
+from prefect.client.schemas.filters import ArtifactCollectionFilterKey
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy
 from prefect.states import AwaitingRetry
 from prefect.states import Cancelled
@@ -119,6 +121,13 @@ def test_active_provisions_get_todays_snapshot_from_one_listing_per_workspace(
             assert snap.health == vendor["health_scores"]["7d_overall_warmup_health"]
             assert snap.warmup_sent == vendor["daily_counters"]["warmup_email_sent_today"]
     assert todays_snapshots(pipeline, cancelled) == []
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(
+                key=ArtifactCollectionFilterKey(any_=["warmup-sync"])
+            )
+        )
+    assert artifact and "| snapshots | 4 |" in artifact[0].data
 
     # A second run the same day replaces today's rows instead of adding to them.
     again = sync_warmup()
