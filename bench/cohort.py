@@ -79,9 +79,11 @@ def seed(stack: Any, students: int) -> list[str]:
         flat = [n for group in names for n in group]
         for start in range(0, len(flat), 20):
             service.check(flat[start : start + 20])
+            time.sleep(0.3)  # Zapmail allows 5 requests/s: a burst of checks would get a 429
         answers = service.lookup(flat)
-        if not all(answers[n].selectable for n in flat):
-            raise RuntimeError("a chosen domain is not selectable")
+        unusable = [n for n in flat if not answers[n].selectable]
+        if unusable:
+            raise RuntimeError(f"chosen domains not selectable: {unusable[:5]}")
         tier = session.scalar(select(Tier).where(Tier.slug == "starter"))
         for i, chosen in enumerate(names):
             user = User(
