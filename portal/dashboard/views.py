@@ -118,6 +118,15 @@ def overview() -> ResponseReturnValue:
     return _render_dashboard(provision)
 
 
+# Upgrades the dashboard reports instead of offering a new one: awaiting payment, being set up,
+# or paid and stopped (an admin retries those; the student keeps their current package).
+UNFINISHED_UPGRADES = [
+    UpgradeStatus.PENDING_PAYMENT.value,
+    UpgradeStatus.PROVISIONING.value,
+    UpgradeStatus.FAILED.value,
+]
+
+
 def _render_dashboard(provision: Provision, *, password: str | None = None) -> str:
     cooldown = int(current_app.config["REFRESH_COOLDOWN_S"])
     last = provision.last_refresh_requested_at
@@ -128,9 +137,7 @@ def _render_dashboard(provision: Provision, *, password: str | None = None) -> s
         select(Upgrade)
         .where(
             Upgrade.provision_id == provision.id,
-            Upgrade.status.in_(
-                [UpgradeStatus.PENDING_PAYMENT.value, UpgradeStatus.PROVISIONING.value]
-            ),
+            Upgrade.status.in_(UNFINISHED_UPGRADES),
         )
         .order_by(Upgrade.id.desc())
         .limit(1)
@@ -269,6 +276,16 @@ def billing_portal() -> ResponseReturnValue:
 def _upgradable() -> Provision:
     provision = _own_provision(tier=True)
     if provision is None or provision.status != ProvisionStatus.ACTIVE.value:
+        abort(404)
+    # A paid upgrade that stopped is retried by us; a second one bought meanwhile would start
+    # from the wrong tier and sit paid and unfulfilled.
+    stalled = get_db().scalar(
+        select(Upgrade.id).where(
+            Upgrade.provision_id == provision.id,
+            Upgrade.status.in_([UpgradeStatus.PROVISIONING.value, UpgradeStatus.FAILED.value]),
+        )
+    )
+    if stalled is not None:
         abort(404)
     return provision
 

@@ -19,6 +19,7 @@ from core.models import Tier
 from core.models import Upgrade
 from tests.portal import prefect_support
 from tests.portal.helpers import PASSWORD
+from tests.portal.helpers import make_provision
 from tests.portal.helpers import make_user
 from tests.portal.helpers import post_event
 from tests.portal.helpers import tiers
@@ -165,3 +166,29 @@ def test_upgrade_needs_an_active_provision(client: Any, auth: Any, session: Sess
     auth.login("ann@example.com")
     assert client.get("/upgrade").status_code == 404
     assert client.get("/upgrade/domains").status_code == 404
+
+
+def test_a_stopped_paid_upgrade_is_shown_and_blocks_a_second_one(
+    client: Any, auth: Any, session: Session
+) -> None:
+    user = make_user(session, "stalled@example.com")
+    provision = make_provision(session, user)
+    all_tiers = tiers(session)
+    session.add(
+        Upgrade(
+            provision_id=provision.id,
+            from_tier_id=all_tiers["starter"].id,
+            to_tier_id=all_tiers["growth"].id,
+            status="failed",
+            status_reason="mailboxes: Google could not create the mailboxes yet.",
+            fee_paid_at=utcnow(),
+            proration_paid_at=utcnow(),
+        )
+    )
+    session.commit()
+    auth.login("stalled@example.com")
+
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "Upgrade to Growth stopped: Google could not create the mailboxes yet." in page
+    assert 'href="/upgrade"' not in page
+    assert client.get("/upgrade").status_code == 404
