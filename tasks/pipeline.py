@@ -256,17 +256,25 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"login `{summary['plusvibe_login']}` (password stored encrypted, not shown)",
         f"- HeyReach list: `{summary['heyreach_list_id']}`",
         "",
+        *domain_table(summary["domains"]),
+    ]
+    return "\n".join(lines)
+
+
+def domain_table(domains: list[dict[str, Any]]) -> list[str]:
+    """Markdown table lines of ``domain_summaries``: one row per mailbox."""
+    lines = [
         "| domain | Zapmail id | status | DMARC | mailbox | Zapmail id | PlusVibe id | warmup |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for domain in summary["domains"]:
+    for domain in domains:
         for box in domain["mailboxes"]:
             lines.append(
                 f"| {domain['name']} | {domain['zapmail_id']} | {domain['status']} | "
                 f"{domain['dmarc']} | {box['address']} | {box['zapmail_id']} | "
                 f"{box['plusvibe_id']} | {'on' if box['warmup'] else 'off'} |"
             )
-    return "\n".join(lines)
+    return lines
 
 
 def mark_provision_failed(provision_id: int, exc: BaseException | None, reason: str) -> None:

@@ -29,6 +29,7 @@ from tasks.errors import ProvisioningBlockedError
 from tasks.pipeline import NotStartableError
 from tasks.pipeline import claim_provision
 from tasks.pipeline import domain_summaries
+from tasks.pipeline import domain_table
 from tasks.pipeline import ensure_mailbox_rows
 from tasks.pipeline import run_is_final
 from tasks.policies import vendor_task_options
@@ -206,16 +207,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"- Zapmail workspace: `{summary['zapmail_workspace_id']}`",
         f"- PlusVibe workspace: `{summary['plusvibe_workspace_id']}` (the student's existing one)",
         "",
-        "| new domain | Zapmail id | status | mailbox | Zapmail id | PlusVibe id | warmup |",
-        "|---|---|---|---|---|---|---|",
+        "New domains:",
+        "",
+        *domain_table(summary["domains"]),
     ]
-    for domain in summary["domains"]:
-        for box in domain["mailboxes"]:
-            lines.append(
-                f"| {domain['name']} | {domain['zapmail_id']} | {domain['status']} | "
-                f"{box['address']} | {box['zapmail_id']} | {box['plusvibe_id']} | "
-                f"{'on' if box['warmup'] else 'off'} |"
-            )
     return "\n".join(lines)
 
 
