@@ -1,6 +1,7 @@
 """Resume provisioning and upgrade runs whose vendor resources became ready while suspended.
 
-One listing per waiting provision's workspace per sweep (never one call per domain), then
+One listing per waiting provision's workspace per sweep (never one call per domain; waits that
+Zapmail's webhooks cover are checked on a backoff schedule while webhooks arrive), then
 ``resume_flow_run`` for the ready ones; the resumed run replays its cached steps and continues.
 It also sends every queued notification still unsent (a failed send, or one queued by a run
 that died before delivering), so no queued email is lost.
@@ -28,10 +29,13 @@ CHECKS = {
 
 
 @flow(name="sweep-waiting", flow_run_name="sweep-waiting")
-def sweep_waiting(limit: int = 500) -> dict[str, Any]:
-    """Resume the waiting runs whose resources are ready, then send unsent notifications."""
+def sweep_waiting(limit: int = 500, interval_s: float = 60.0) -> dict[str, Any]:
+    """Resume the waiting runs whose resources are ready, then send unsent notifications.
+
+    ``interval_s`` is how often the deployment runs the sweep (prefect.yaml: every minute).
+    """
     resumed, still_waiting = [], []
-    for waiting in find_waiting(limit):
+    for waiting in find_waiting(limit, interval_s):
         check, items = CHECKS.get(str(waiting["waiting_for"]), (None, ""))
         if check is None:
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from datetime import timedelta
 from uuid import UUID
 
 from prefect import task
@@ -9,19 +11,66 @@ from prefect.exceptions import ObjectNotFound
 from prefect.exceptions import PrefectException
 from prefect.flow_runs import resume_flow_run
 from prefect.logging import get_run_logger
+from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from core.db import utcnow
+from core.domains import domain_of_vendor_event
 from core.models import Mailbox
 from core.models import Provision
 from core.models import PurchaseState
+from core.models import WebhookEvent
 from tasks import runtime
 from tasks.policies import vendor_task_options
 
+# Zapmail announces domain and mailbox changes (portal/webhooks resumes the run). While its
+# webhooks arrive, the sweeper is only the safety net for a lost one, so it checks those waits
+# on a backoff schedule: a launch-day cohort's status polls would otherwise take most of the
+# 200 calls/min that purchases and mailbox creation share. Other waits are checked every sweep.
+WEBHOOK_COVERED = frozenset({"domains_active", "mailboxes_active"})
+BACKOFF_POINTS_S = (120, 240, 480, 960)
+BACKOFF_EVERY_S = 900
+WEBHOOKS_FRESH = timedelta(hours=24)
+
+
+def due_on_backoff(elapsed_s: float, interval_s: float) -> bool:
+    """Whether a point of the backoff schedule fell within the last ``interval_s`` of a wait."""
+    since = elapsed_s - interval_s
+    points = [p for p in BACKOFF_POINTS_S if since < p <= elapsed_s]
+    last = BACKOFF_POINTS_S[-1]
+    if elapsed_s > last:
+        latest = last + (elapsed_s - last) // BACKOFF_EVERY_S * BACKOFF_EVERY_S
+        points += [latest] if since < latest else []
+    return bool(points)
+
+
+def _recently_announced(session: Session, since: datetime) -> set[str]:
+    """Domains named by Zapmail webhooks received since ``since``."""
+    payloads = session.scalars(
+        select(WebhookEvent.payload).where(
+            WebhookEvent.provider == "zapmail", WebhookEvent.received_at > since
+        )
+    )
+    names = (domain_of_vendor_event(p.get("data") or {}) for p in payloads if isinstance(p, dict))
+    return {name for name in names if name}
+
 
 @task(name="find-waiting-runs", **vendor_task_options(None))
-def find_waiting(limit: int = 500) -> list[dict[str, object]]:
-    """Return the provisions whose run waits on a vendor, with what each waits for."""
+def find_waiting(limit: int = 500, interval_s: float = 60.0) -> list[dict[str, object]]:
+    """Return the provisions whose run waits on a vendor and is due a check, with what it waits for.
+
+    ``interval_s`` is the sweep schedule's interval: a wait that Zapmail's webhooks cover is
+    due when a point of its backoff schedule fell since the previous sweep (with 50% slack for
+    a late sweep; an extra check costs one call, a missed one up to 15 minutes).
+    """
     with runtime.db() as session:
+        now = utcnow()
+        last_webhook = session.scalar(
+            select(func.max(WebhookEvent.received_at)).where(WebhookEvent.provider == "zapmail")
+        )
+        webhooks_flowing = last_webhook is not None and now - last_webhook < WEBHOOKS_FRESH
+        just_announced = _recently_announced(session, now - timedelta(seconds=interval_s * 1.5))
         provisions = session.scalars(
             select(Provision)
             .where(Provision.waiting_for.is_not(None), Provision.current_flow_run_id.is_not(None))
@@ -30,6 +79,13 @@ def find_waiting(limit: int = 500) -> list[dict[str, object]]:
         ).all()
         found = []
         for provision in provisions:
+            if webhooks_flowing and provision.waiting_for in WEBHOOK_COVERED:
+                elapsed = (now - (provision.waiting_since or now)).total_seconds()
+                # A webhook that came while the run was between its check and its suspend
+                # could not resume it: such a provision is checked at once, not at backoff.
+                announced = any(d.name in just_announced for d in provision.domains)
+                if not announced and not due_on_backoff(elapsed, interval_s * 1.5):
+                    continue
             domains = [d for d in provision.domains if d.purchase_state == PurchaseState.PURCHASED]
             found.append(
                 {

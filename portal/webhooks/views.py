@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from clients.stripe import verify_webhook
 from core.db import utcnow
+from core.domains import domain_of_vendor_event
 from core.models import Domain
 from core.models import Provision
 from core.models import WebhookEvent
@@ -192,17 +193,6 @@ def _verify_zapmail(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-def _domain_of(data: dict[str, Any]) -> str | None:
-    for key in ("domainName", "domain"):
-        value = data.get(key)
-        if isinstance(value, str) and value:
-            return value.strip().lower()
-    email = data.get("email")
-    if isinstance(email, str) and "@" in email:
-        return email.rsplit("@", 1)[1].lower()
-    return None
-
-
 @bp.post("/zapmail")
 def zapmail_webhook() -> ResponseReturnValue:
     """Verify a signed Zapmail event and resume the provision waiting on that domain early."""
@@ -225,7 +215,7 @@ def zapmail_webhook() -> ResponseReturnValue:
     db = get_db()
     if not _record(db, "zapmail", event_id, event_type, None, body):
         return jsonify(status="duplicate"), 200
-    domain = _domain_of(data)
+    domain = domain_of_vendor_event(data)
     resumed = 0
     provision = None
     if domain and event_type in ("domain.updated", "mailbox.updated"):

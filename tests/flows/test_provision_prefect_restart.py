@@ -33,6 +33,8 @@ from tests.flows.test_provision_db_drop import CELLS
 from tests.flows.test_provision_faults import assert_paid_once_and_active
 from tests.flows.test_provision_faults import run_with_one_retry
 from tests.support.databases import ensure_postgres_database
+from tests.support.prefect_server import drain_prefect_workers
+from tests.support.prefect_server import forget_prefect_services
 
 # The production retry delays (2, 4, 8, 16 s): they are what rides out a restart.
 pytestmark = [pytest.mark.prefect, pytest.mark.postgres_only]
@@ -99,11 +101,21 @@ def own_prefect_server(pg_url: str, home: Path) -> Iterator[RestartableServer]:
     server = RestartableServer(url, home)
     server.start()
     try:
+        switch_prefect_server()
         with temporary_settings({PREFECT_API_URL: server.api}):
             ensure_limits()
-            yield server
+            try:
+                yield server
+            finally:
+                switch_prefect_server()
     finally:
         server.stop()
+
+
+def switch_prefect_server() -> None:
+    """Flush logs and events to the server in use, then unbind Prefect's cached clients from it."""
+    drain_prefect_workers()
+    forget_prefect_services()
 
 
 @pytest.mark.parametrize("cell", SELECTED, ids=[c[0] for c in SELECTED])

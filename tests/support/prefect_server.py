@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from prefect._internal.concurrency.services import _QueueServiceBase
+from prefect.concurrency.services import ConcurrencySlotAcquisitionService
+from prefect.concurrency.services import ConcurrencySlotAcquisitionWithLeaseService
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.utilities.asyncutils import run_coro_as_sync
@@ -57,3 +60,17 @@ def drain_prefect_workers() -> None:
             await result
 
     run_coro_as_sync(drain())
+
+
+def forget_prefect_services() -> None:
+    """Stop Prefect's cached slot-acquisition services so the next use binds the current API URL.
+
+    Each service opens its client once, with the API URL of its first use, and is cached for the
+    life of the process: a test that switches to a server of its own would otherwise keep taking
+    rate-limit slots from the previous (stopped) server and its steps would never start.
+    """
+    kinds = (ConcurrencySlotAcquisitionService, ConcurrencySlotAcquisitionWithLeaseService)
+    with _QueueServiceBase._instance_cache_lock:
+        services = [s for s in _QueueServiceBase._instances.values() if isinstance(s, kinds)]
+    for service in services:
+        service._drain(at_exit=False).result(timeout=10)
