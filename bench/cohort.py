@@ -349,7 +349,7 @@ def run(args: argparse.Namespace) -> None:
         "progress_polls": sum(s.polls for s in students),
         "progress_poll_errors": sum(s.poll_errors for s in students),
     }
-    variant = "_engine_command" if args.engine_command else ""
+    variant = "_no_launcher" if args.engine_command else ""
     write_result(f"cohort_{args.students}{variant}", summary, result)
 
 
@@ -371,9 +371,10 @@ def main() -> None:
     parser.add_argument("--wait-poll-s", type=float, help="APP_WAIT_POLL_S for the flows")
     parser.add_argument("--no-zapmail-webhook", action="store_true")
     parser.add_argument(
-        "--engine-command",
+        "--no-launcher",
+        dest="engine_command",
         action="store_true",
-        help="experiment: one process per flow run (no workspace supervisor)",
+        help="comparison: a fresh `python -m prefect.engine` per run instead of the warm launcher",
     )
     parser.add_argument("--timeout-s", type=float, help="give up after (default 300 + 4x bound)")
     args = parser.parse_args()

@@ -241,7 +241,7 @@ class StackOptions:
     portal_env: dict[str, str] = field(default_factory=dict)
     stripe_webhook: bool = False
     zapmail_webhook: bool = False
-    # Experiment: give every deployment an explicit engine command (see engine_command()).
+    # Comparison: start every run as a fresh `python -m prefect.engine` (see engine_command()).
     engine_command: bool = False
 
 
@@ -296,9 +296,9 @@ def stop_tree(process: subprocess.Popen[bytes]) -> None:
 def engine_command(api_url: str) -> None:
     """Set the ``command`` job variable of every deployment to ``python -m prefect.engine``.
 
-    Prefect 3.9's process worker starts a workspace supervisor process (which imports Prefect)
-    that then starts the engine process, unless a command is configured: then it starts the
-    engine directly, one process per flow run instead of two.
+    The product forks each run from the warm launcher (deployments/launcher.py); this starts a
+    fresh interpreter per run instead, which imports Prefect and the flows every time: the
+    before/after comparison of the launcher.
     """
     from prefect import get_client
     from prefect.client.schemas.actions import DeploymentUpdate

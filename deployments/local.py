@@ -54,9 +54,13 @@ def start_prefect_server(
 def start_worker(
     *, env: Mapping[str, str], log: Path, pool: str = "outbound-process", limit: int = 10
 ) -> subprocess.Popen[bytes]:
-    """Start a process worker for ``pool`` with ``env`` (PREFECT_API_URL, APP_* settings)."""
+    """Start a process worker for ``pool`` under the warm launcher, with ``env`` (PREFECT_API_URL, APP_*)."""
     return spawn(
         [
+            sys.executable,
+            "-m",
+            "deployments.launcher",
+            "--",
             str(BIN / "prefect"),
             "worker",
             "start",

@@ -70,10 +70,30 @@ def read_run(run_id: UUID) -> FlowRun:
         return client.read_flow_run(run_id)
 
 
+def _children(pid: int) -> list[int]:
+    result = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(child) for child in result.stdout.split()]
+
+
+def _is_prefect_worker(pid: int) -> bool:
+    try:
+        return b"worker\0start" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def flow_run_processes(worker_pid: int) -> list[int]:
-    """Pids of the flow-run processes the worker has started and that are still alive."""
-    result = subprocess.run(["pgrep", "-P", str(worker_pid)], capture_output=True, text=True)
-    return [int(pid) for pid in result.stdout.split()]
+    """Pids of the flow-run processes the worker has started and that are still alive.
+
+    ``worker_pid`` is what start_worker returned: the launcher, whose child is the Prefect
+    worker; the worker's children are the runs' launch_run processes (each stands in for its
+    forked engine child, which dies with it).
+    """
+    children = _children(worker_pid)
+    workers = [pid for pid in children if _is_prefect_worker(pid)]
+    if not workers:
+        return children
+    return [pid for worker in workers for pid in _children(worker)]
 
 
 def wait_for(predicate: Any, *, timeout_s: float, what: str, every_s: float = 0.3) -> Any:
