@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
-from typing import Any
 
 SUPPORTED_TLDS: tuple[str, ...] = ("com", "net", "org", "co", "info", "biz", "live")
 MAX_SUGGESTIONS = 20
@@ -116,15 +114,3 @@ def suggest_domains(brand: str) -> list[str]:
     names += [f"{label}.{tld}" for tld in ALTERNATE_TLDS]
     unique = list(dict.fromkeys(names))
     return unique[:MAX_SUGGESTIONS]
-
-
-def domain_of_vendor_event(data: Mapping[str, Any]) -> str | None:
-    """The domain a vendor webhook's ``data`` is about (its name, or a mailbox's domain)."""
-    for key in ("domainName", "domain"):
-        value = data.get(key)
-        if isinstance(value, str) and value:
-            return value.strip().lower()
-    email = data.get("email")
-    if isinstance(email, str) and "@" in email:
-        return email.rsplit("@", 1)[1].lower()
-    return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from datetime import timedelta
 from uuid import UUID
 
@@ -13,14 +12,13 @@ from prefect.flow_runs import resume_flow_run
 from prefect.logging import get_run_logger
 from sqlalchemy import func
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from core.db import utcnow
-from core.domains import domain_of_vendor_event
-from core.models import Mailbox
 from core.models import Provision
-from core.models import PurchaseState
 from core.models import WebhookEvent
+from core.vendor_events import ANNOUNCED_BY
+from core.vendor_events import wait_fully_announced
+from core.vendor_events import waited_items
 from tasks import runtime
 from tasks.policies import vendor_task_options
 
@@ -28,7 +26,7 @@ from tasks.policies import vendor_task_options
 # webhooks arrive, the sweeper is only the safety net for a lost one, so it checks those waits
 # on a backoff schedule: a launch-day cohort's status polls would otherwise take most of the
 # 200 calls/min that purchases and mailbox creation share. Other waits are checked every sweep.
-WEBHOOK_COVERED = frozenset({"domains_active", "mailboxes_active"})
+WEBHOOK_COVERED = frozenset(ANNOUNCED_BY)
 BACKOFF_POINTS_S = (120, 240, 480, 960)
 BACKOFF_EVERY_S = 900
 WEBHOOKS_FRESH = timedelta(hours=24)
@@ -45,17 +43,6 @@ def due_on_backoff(elapsed_s: float, interval_s: float) -> bool:
     return bool(points)
 
 
-def _recently_announced(session: Session, since: datetime) -> set[str]:
-    """Domains named by Zapmail webhooks received since ``since``."""
-    payloads = session.scalars(
-        select(WebhookEvent.payload).where(
-            WebhookEvent.provider == "zapmail", WebhookEvent.received_at > since
-        )
-    )
-    names = (domain_of_vendor_event(p.get("data") or {}) for p in payloads if isinstance(p, dict))
-    return {name for name in names if name}
-
-
 @task(name="find-waiting-runs", **vendor_task_options(None))
 def find_waiting(limit: int = 500, interval_s: float = 60.0) -> list[dict[str, object]]:
     """Return the provisions whose run waits on a vendor and is due a check, with what it waits for.
@@ -70,7 +57,6 @@ def find_waiting(limit: int = 500, interval_s: float = 60.0) -> list[dict[str, o
             select(func.max(WebhookEvent.received_at)).where(WebhookEvent.provider == "zapmail")
         )
         webhooks_flowing = last_webhook is not None and now - last_webhook < WEBHOOKS_FRESH
-        just_announced = _recently_announced(session, now - timedelta(seconds=interval_s * 1.5))
         provisions = session.scalars(
             select(Provision)
             .where(Provision.waiting_for.is_not(None), Provision.current_flow_run_id.is_not(None))
@@ -81,25 +67,20 @@ def find_waiting(limit: int = 500, interval_s: float = 60.0) -> list[dict[str, o
         for provision in provisions:
             if webhooks_flowing and provision.waiting_for in WEBHOOK_COVERED:
                 elapsed = (now - (provision.waiting_since or now)).total_seconds()
-                # A webhook that came while the run was between its check and its suspend
-                # could not resume it: such a provision is checked at once, not at backoff.
-                announced = any(d.name in just_announced for d in provision.domains)
-                if not announced and not due_on_backoff(elapsed, interval_s * 1.5):
+                # Fully announced but still waiting: the last webhook came while the run was
+                # between its check and its suspend and could not resume it. Check at once.
+                if not due_on_backoff(elapsed, interval_s * 1.5) and not wait_fully_announced(
+                    session, provision
+                ):
                     continue
-            domains = [d for d in provision.domains if d.purchase_state == PurchaseState.PURCHASED]
+            domains, addresses = waited_items(session, provision)
             found.append(
                 {
                     "provision_id": provision.id,
                     "waiting_for": provision.waiting_for,
                     "flow_run_id": provision.current_flow_run_id,
-                    "domains": sorted(d.name for d in domains),
-                    "addresses": sorted(
-                        session.scalars(
-                            select(Mailbox.address).where(
-                                Mailbox.domain_id.in_([d.id for d in domains])
-                            )
-                        )
-                    ),
+                    "domains": domains,
+                    "addresses": addresses,
                 }
             )
         return found

@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session
 
 from clients.stripe import verify_webhook
 from core.db import utcnow
-from core.domains import domain_of_vendor_event
 from core.models import Domain
 from core.models import Provision
 from core.models import WebhookEvent
+from core.vendor_events import domain_of_vendor_event
+from core.vendor_events import wait_fully_announced
 from portal import fulfilment
 from portal import orchestration
 from portal.billing import BillingError
@@ -224,7 +225,12 @@ def zapmail_webhook() -> ResponseReturnValue:
             .join(Domain)
             .where(Domain.name == domain, Provision.waiting_for.is_not(None))
         )
-    if provision is not None and provision.current_flow_run_id:
+    # One resume once every domain (or mailbox) of the wait is announced, not one per event.
+    if (
+        provision is not None
+        and provision.current_flow_run_id
+        and wait_fully_announced(db, provision)
+    ):
         try:
             resumed = int(orchestration.resume_run(provision.current_flow_run_id))
         except orchestration.OrchestrationError as exc:

@@ -70,3 +70,83 @@ def test_bad_or_stale_signatures_write_nothing(app_factory: Any, session: Sessio
     )
     assert client.post("/webhooks/zapmail", data=b"[]", headers=_signed(b"[]")).status_code == 400
     assert _count(session) == 0
+
+
+def _waiting_provision(session: Session, waiting_for: str) -> Any:
+    from core.db import utcnow
+    from core.models import Mailbox
+    from core.models import PurchaseState
+    from tests.factories import make_paid_provision
+
+    provision = make_paid_provision(
+        session, email="wait@student.test", domains=["waitone.com", "waittwo.com", "waitsix.com"]
+    )
+    for domain in provision.domains:
+        domain.purchase_state = PurchaseState.PURCHASED
+        for user in ("tim", "tim.keen"):
+            session.add(
+                Mailbox(
+                    domain=domain,
+                    address=f"{user}@{domain.name}",
+                    username=user,
+                    first_name="Tim",
+                    last_name="Keen",
+                )
+            )
+    provision.waiting_for = waiting_for
+    provision.waiting_since = utcnow()
+    provision.current_flow_run_id = "00000000-0000-0000-0000-000000000001"
+    session.commit()
+    return provision
+
+
+def _post(client: Any, event: str, data: dict[str, Any]) -> dict[str, Any]:
+    body = json.dumps({"event": event, "data": data}).encode()
+    response = client.post("/webhooks/zapmail", data=body, headers=_signed(body))
+    assert response.status_code == 200
+    return response.json
+
+
+def test_domains_wait_is_resumed_once_every_domain_is_announced(
+    app_factory: Any, session: Session, monkeypatch: Any
+) -> None:
+    from portal import orchestration
+
+    resumed: list[str] = []
+    monkeypatch.setattr(orchestration, "resume_run", lambda run: resumed.append(run) or True)
+    client = app_factory(ZAPMAIL_WEBHOOK_SECRET=SECRET).test_client()
+    _waiting_provision(session, "domains_active")
+    # Each resume is a process start that replays the run: none until the last domain.
+    assert _post(client, "domain.updated", {"domainName": "waitone.com"})["resumed"] == 0
+    assert _post(client, "domain.updated", {"domainName": "WaitTwo.com"})["resumed"] == 0
+    assert resumed == []
+    assert _post(client, "domain.updated", {"domainName": "waitsix.com"})["resumed"] == 1
+    assert len(resumed) == 1
+
+
+def test_mailboxes_wait_counts_addresses_not_domains(
+    app_factory: Any, session: Session, monkeypatch: Any
+) -> None:
+    from portal import orchestration
+
+    resumed: list[str] = []
+    monkeypatch.setattr(orchestration, "resume_run", lambda run: resumed.append(run) or True)
+    client = app_factory(ZAPMAIL_WEBHOOK_SECRET=SECRET).test_client()
+    _waiting_provision(session, "mailboxes_active")
+    addresses = [
+        f"{u}@{d}"
+        for d in ("waitone.com", "waittwo.com", "waitsix.com")
+        for u in ("tim", "tim.keen")
+    ]
+    for address in addresses[:-1]:
+        domain = address.split("@")[1]
+        assert (
+            _post(client, "mailbox.updated", {"email": address, "domain": domain})["resumed"] == 0
+        )
+    # Domain events do not stand in for mailboxes.
+    assert _post(client, "domain.updated", {"domainName": "waitsix.com"})["resumed"] == 0
+    last = addresses[-1]
+    assert (
+        _post(client, "mailbox.updated", {"email": last, "domain": "waitsix.com"})["resumed"] == 1
+    )
+    assert len(resumed) == 1
