@@ -149,7 +149,17 @@ def tree(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
 
 
 def rss_bytes(pid: int) -> int:
-    """Resident memory of one process (0 when it is gone)."""
+    """Resident memory of one process, shared pages split among their sharers (0 when gone).
+
+    The proportional set size: flow runs forked from the launcher share its imported code, and
+    summing plain RSS would count those pages once per child. Plain RSS where PSS is unreadable.
+    """
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
     try:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
     except (OSError, IndexError, ValueError):
@@ -157,17 +167,15 @@ def rss_bytes(pid: int) -> int:
 
 
 def cpu_seconds(root: int) -> float:
-    """CPU time of a process tree: live processes plus the children it has already reaped."""
+    """CPU time of a process tree: live processes plus the children each has already reaped."""
     children = _children_map()
     total = 0.0
     for pid in tree(root, children):
         fields = _stat(pid)
         if fields:
-            # utime, stime (fields 14, 15); the root also carries its reaped children (16, 17).
-            ticks = int(fields[11]) + int(fields[12])
-            if pid == root:
-                ticks += int(fields[13]) + int(fields[14])
-            total += ticks / TICKS
+            # utime, stime (fields 14, 15) and the reaped children's cutime, cstime (16, 17):
+            # a flow run reaped by the worker (under the launcher, not the root) counts too.
+            total += sum(int(f) for f in fields[11:15]) / TICKS
     return total
 
 
