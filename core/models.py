@@ -430,7 +430,31 @@ class AvailabilityCall(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     called_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     name_count: Mapped[int] = mapped_column(Integer)
-    # "ok", "rate_limited" (a 429) or "error".
+    # "ok", "rate_limited" (a 429) or "error"; "sent" is written before the call, so a worker
+    # that dies while Zapmail answers still leaves the call counted.
     outcome: Mapped[str] = mapped_column(String(16))
     # After a 429: no call before this instant (the vendor's Retry-After).
     blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PendingCheck(Base):
+    """A name one waiting request needs checked; drained into shared 20-name Zapmail calls."""
+
+    __tablename__ = "pending_checks"
+    __table_args__ = (
+        Index("ix_pending_checks_requested_at", "requested_at"),
+        Index("ix_pending_checks_token", "token"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The waiting request (one per check() call, in any gunicorn worker).
+    token: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(253))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set while a request has this name in a Zapmail call; a claim older than the claim timeout
+    # belongs to a worker that died, and the next drainer takes the name over.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # None while waiting; then "answered", "paused" or "error" for the waiting request to report.
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

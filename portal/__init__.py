@@ -35,6 +35,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "AVAILABILITY_TTL_TAKEN_S": 6 * 3600,
     # Pause after a 429 without a usable Retry-After.
     "AVAILABILITY_DEFAULT_PAUSE_S": 300,
+    # Coalescing (portal/availability.py): a partial batch waits this long for other students'
+    # names; a claim older than the timeout is taken over; a request gives up after max wait.
+    "AVAILABILITY_GATHER_MS": 2000,
+    "AVAILABILITY_CLAIM_TIMEOUT_S": 60,
+    "AVAILABILITY_MAX_WAIT_S": 90,
     # A cached "available" older than the TTL is still accepted at checkout when the budget is
     # spent: the purchase step re-checks before buying anyway.
     "CHECKOUT_MAX_CHECK_AGE_S": 24 * 3600,

@@ -1,7 +1,9 @@
 """The domain step, shared by the wizard and the upgrade: brand search, manual check, pick N.
 
 Suggestions are at most 20 names, so a brand search costs one availability call at most (and
-nothing when every name is cached). Choices live in the draft; nothing here buys anything.
+nothing when every name is cached); the service packs names from concurrent students into shared
+calls, so a manual check usually rides along with someone else's. Choices live in the draft;
+nothing here buys anything.
 """
 
 from __future__ import annotations
