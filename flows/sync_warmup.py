@@ -4,8 +4,9 @@
    (no hook could report it) are mirrored into the app DB as failed.
 2. Sync: one PlusVibe listing per workspace page for every active, upgrading or past-due
    provision, written in batches (today's snapshots kept for the charts, labels recomputed).
-   A few batches run at once so listings overlap their latency, while the global PlusVibe rate
-   limit paces the calls themselves.
+   A few batches run at once so listings overlap their latency and each other's DB writes,
+   while the global PlusVibe rate limit paces the calls themselves: the sync asks for each slot
+   only once the last one has refilled (tasks/pacing.py), so its own asks are never refused.
 
 A workspace PlusVibe could not list fails the run at the end, after everything else is
 written, so operators see it; the next scheduled run tries it again. Deployment:

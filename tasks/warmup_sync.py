@@ -39,7 +39,10 @@ from core.models import Mailbox
 from core.models import Provision
 from core.models import ProvisionStatus
 from core.models import WarmupSnapshot
+from core.settings import Settings
 from tasks import runtime
+from tasks.limits import PLUSVIBE
+from tasks.limits import paced
 from tasks.policies import is_transient
 from tasks.policies import vendor_task_options
 
@@ -56,6 +59,7 @@ LISTING_ATTEMPTS = 3
 LISTING_BACKOFF_S = (0.5, 2.0)
 UPSERT_CHUNK = 500
 _client_lock = threading.Lock()
+_client: tuple[Settings, PlusVibeClient] | None = None
 
 
 @dataclass(frozen=True)
@@ -274,9 +278,17 @@ def _recent_history(session: Session, ids: list[int], day: date) -> dict[int, li
 
 
 def _plusvibe() -> PlusVibeClient:
-    # Batches run in threads: build the process's one client once, not once per thread.
+    # The sync's own client: paced, so its hundreds of listings in a row take each slot of the
+    # PlusVibe limit as it refills instead of asking early and waiting out Prefect's 423s.
+    # Batches run in threads: one client per process (and per settings, which tests swap).
+    global _client
+    settings = runtime.settings()
     with _client_lock:
-        return runtime.plusvibe()
+        if _client is None or _client[0] is not settings:
+            if _client is not None:
+                _client[1].close()
+            _client = (settings, PlusVibeClient.from_settings(settings, transport=paced(PLUSVIBE)))
+        return _client[1]
 
 
 def _day_of(timestamp: str | None) -> date | None:

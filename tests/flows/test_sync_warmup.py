@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC
 from datetime import datetime
@@ -40,7 +41,9 @@ from core.models import WarmupSnapshot
 from deployments.local import PROJECT_ROOT
 from flows.sync_warmup import WarmupSyncIncompleteError
 from flows.sync_warmup import sync_warmup
+from tasks import pacing
 from tasks import warmup_sync
+from tasks.limits import PLUSVIBE
 from tests.factories import make_provision
 from tests.flows.conftest import Pipeline
 from tests.support.worker import app_env
@@ -135,6 +138,37 @@ def test_active_provisions_get_todays_snapshot_from_one_listing_per_workspace(
     pipeline.session.expire_all()
     assert pipeline.session.scalar(select(func.count()).select_from(WarmupSnapshot)) == 4
     assert listings(pipeline) == 4
+
+
+def test_listings_ask_for_each_plusvibe_slot_only_once_it_has_refilled(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(5):
+        seeded_provision(pipeline, f"pacedbrand{index}", warmup_days=10)
+    pipeline.sandbox.control("POST", "/stats/reset")
+    shared = pacing.pacer(PLUSVIBE.name)
+    monkeypatch.setattr(shared, "_read_at", None)  # read this server's limit, not a cached pace
+    asks: list[tuple[float, float]] = []
+    granted: list[bool] = []
+    ask = shared._slots.ask
+
+    def timed(name: str) -> bool:
+        started = time.monotonic()
+        granted.append(ask(name))
+        asks.append((started, time.monotonic()))
+        return granted[-1]
+
+    monkeypatch.setattr(shared._slots, "ask", timed)
+
+    summary = sync_warmup(batch_size=1, parallel=3)
+
+    assert (summary["workspaces"], summary["failed"]) == (5, [])
+    # Three batches list at once, yet none asks Prefect before the last slot has refilled:
+    # an early ask is refused (423) and pushes the free slot back by a whole interval.
+    assert (granted, listings(pipeline)) == ([True] * 5, 5)
+    for (_, returned), (started, _) in zip(asks, asks[1:], strict=False):
+        assert started - returned >= 1 / PLUSVIBE.rate
+    assert pipeline.sandbox.stats()["vendors"]["plusvibe"]["rate_limited"] == 0
 
 
 def test_a_5xx_on_one_workspace_does_not_lose_the_others(
