@@ -1,6 +1,7 @@
 """Waiting for vendor resources without holding a worker process (architecture section 6).
 
-A wait first polls in-process for ``wait_inline_s`` (short waits then cost no round trip).
+A wait first polls in-process for ``wait_inline_s`` (short waits then cost no round trip;
+Zapmail waits check once there, ``QUICK_WAITS`` every few seconds).
 After that, a run with a deployment records what it waits for and suspends: its process exits
 and the sweeper (or a Zapmail webhook) resumes it once a listing shows the resources ready; the
 resumed run replays its cached steps instantly and checks again. A run without a deployment (a
@@ -22,6 +23,13 @@ from tasks.errors import NotReadyError
 
 Check = Callable[[int, list[str]], Any]
 
+# Waits that usually end within the inline window and that no webhook announces: polled every
+# few seconds inline instead of once, because suspending costs a resume (a process start that
+# replays the run) plus up to a sweep interval. Zapmail's exports to PlusVibe take seconds to
+# minutes; checking is a PlusVibe listing (5/s), not Zapmail's scarcer 200/min.
+QUICK_WAITS = frozenset({"accounts_connected"})
+QUICK_POLL_S = 3.0
+
 
 def can_suspend() -> bool:
     """Whether the current flow run can suspend (only runs of a deployment can)."""
@@ -42,6 +50,9 @@ def wait_until(
     settings = runtime.settings()
     suspendable = can_suspend()
     inline_s = settings.wait_inline_s if suspendable else settings.wait_timeout_s
+    poll_s = settings.wait_poll_s
+    if waiting_for in QUICK_WAITS:
+        poll_s = min(poll_s, QUICK_POLL_S)
     deadline = time.monotonic() + inline_s
     checks = 0
     while True:
@@ -53,9 +64,9 @@ def wait_until(
             waits = records.mark_waiting(
                 provision_id, step_key, waiting_for=waiting_for, summary=summary
             )
-        if time.monotonic() + settings.wait_poll_s > deadline:
+        if time.monotonic() + poll_s > deadline:
             break
-        time.sleep(settings.wait_poll_s)
+        time.sleep(poll_s)
     if not suspendable:
         raise NotReadyError(f"{waiting_for} not ready after {settings.wait_timeout_s:.0f}s")
     records.count_checks(provision_id, step_key, checks)

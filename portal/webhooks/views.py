@@ -216,6 +216,10 @@ def zapmail_webhook() -> ResponseReturnValue:
     db = get_db()
     if not _record(db, "zapmail", event_id, event_type, None, body):
         return jsonify(status="duplicate"), 200
+    # Committed before looking at what else was announced: deliveries for one provision's
+    # domains often arrive together, and each must see the others once they are committed, or
+    # none of them would find the wait fully announced.
+    db.commit()
     domain = domain_of_vendor_event(data)
     resumed = 0
     provision = None
@@ -236,5 +240,5 @@ def zapmail_webhook() -> ResponseReturnValue:
         except orchestration.OrchestrationError as exc:
             # The sweeper resumes it anyway; an early resume is only a bonus.
             log.warning("could not resume run of provision %s: %s", provision.id, exc)
-    db.commit()
+    db.rollback()  # read-only from here: end the transaction the lookups opened
     return jsonify(status="ok", resumed=resumed), 200
