@@ -2,7 +2,11 @@
 
 Reads a JSON plan on stdin: ``{"base": "http://127.0.0.1:8000", "user_agent": "...", "cookies":
 [...], "phases": [{"name", "path", "mode": "open"|"closed", "rate", "concurrency",
-"duration_s", "auth"}]}`` and writes one JSON object per phase to stdout.
+"duration_s", "auth", "conditional"}]}`` and writes one JSON object per phase to stdout.
+
+Conditional phases do what the progress page does: each signed-in client (cookie) remembers the
+last ETag it was sent and sends it back in If-None-Match; a 304 then counts as a success (and is
+counted apart, as ``not_modified``). The tags are kept across phases, as a page keeps polling.
 
 Open loop: request i is due at start + i / rate whatever happened before, and its latency is
 measured from that due time, so a slow server cannot slow the arrivals down and hide its queue
@@ -25,6 +29,8 @@ from urllib.parse import urlsplit
 MAX_CONNECTIONS = 256
 # Non-200 statuses and exception names of the current phase (one phase runs at a time).
 STATUSES: dict[object, int] = {}
+# The last ETag each client (cookie) was sent, per path: what each student's page remembers.
+ETAGS: dict[tuple[str, str | None], str] = {}
 
 
 @dataclass
@@ -81,7 +87,7 @@ class Pool:
             self.available.notify()
 
 
-async def _exchange(conn: Any, raw: bytes) -> tuple[int, bool]:
+async def _exchange(conn: Any, raw: bytes) -> tuple[int, bool, str | None]:
     reader, writer = conn
     writer.write(raw)
     await writer.drain()
@@ -89,14 +95,16 @@ async def _exchange(conn: Any, raw: bytes) -> tuple[int, bool]:
     if not status_line:
         raise ConnectionError("closed by server")
     status = int(status_line.split()[1])
-    length, chunked, keep = 0, False, True
+    length, chunked, keep, etag = 0, False, True, None
     while True:
         line = await reader.readline()
         if line in (b"\r\n", b"\n", b""):
             break
-        name, _, value = line.decode("latin-1").partition(":")
-        name, value = name.strip().lower(), value.strip().lower()
-        if name == "content-length":
+        name, _, raw_value = line.decode("latin-1").partition(":")
+        name, value = name.strip().lower(), raw_value.strip().lower()
+        if name == "etag":
+            etag = raw_value.strip()  # opaque: keep its case
+        elif name == "content-length":
             length = int(value)
         elif name == "transfer-encoding" and "chunked" in value:
             chunked = True
@@ -110,11 +118,11 @@ async def _exchange(conn: Any, raw: bytes) -> tuple[int, bool]:
                 break
     elif length:
         await reader.readexactly(length)
-    return status, keep
+    return status, keep, etag
 
 
-async def request(pool: Pool, path: str, cookie: str | None) -> int:
-    """Send one GET; resend once on a connection the server closed while idle."""
+async def request(pool: Pool, path: str, cookie: str | None, *, conditional: bool = False) -> int:
+    """Send one GET (If-None-Match if ``conditional``); resend once on a connection closed idle."""
     headers = [
         f"GET {path} HTTP/1.1",
         f"Host: {pool.target.host}:{pool.target.port}",
@@ -123,6 +131,9 @@ async def request(pool: Pool, path: str, cookie: str | None) -> int:
     ]
     if cookie:
         headers.append(f"Cookie: portal_session={cookie}")
+    known = ETAGS.get((path, cookie)) if conditional else None
+    if known:
+        headers.append(f"If-None-Match: {known}")
     raw = ("\r\n".join(headers) + "\r\n\r\n").encode()
     retry = False
     while True:
@@ -130,7 +141,7 @@ async def request(pool: Pool, path: str, cookie: str | None) -> int:
         # request on a new connection (a failure on a new connection is a real error).
         conn, fresh = await pool.get(fresh=retry)
         try:
-            status, keep = await _exchange(conn, raw)
+            status, keep, etag = await _exchange(conn, raw)
         except (ConnectionError, asyncio.IncompleteReadError, OSError, ValueError, IndexError):
             await pool.drop(conn)
             if fresh:
@@ -141,7 +152,17 @@ async def request(pool: Pool, path: str, cookie: str | None) -> int:
             await pool.put(conn)
         else:
             await pool.drop(conn)
+        if conditional and etag and status in (200, 304):
+            ETAGS[(path, cookie)] = etag
         return status
+
+
+def _ok(phase: dict[str, Any], status: int) -> bool:
+    """Whether ``status`` is a success: 200, or 304 in a conditional phase (counted apart)."""
+    if status == 304 and phase.get("conditional"):
+        STATUSES[304] = STATUSES.get(304, 0) + 1
+        return True
+    return status == 200
 
 
 async def open_loop(pool: Pool, phase: dict[str, Any], cookies: Any) -> dict[str, Any]:
@@ -157,12 +178,17 @@ async def open_loop(pool: Pool, phase: dict[str, Any], cookies: Any) -> dict[str
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            status = await request(pool, phase["path"], next(cookies) if phase["auth"] else None)
+            status = await request(
+                pool,
+                phase["path"],
+                next(cookies) if phase["auth"] else None,
+                conditional=bool(phase.get("conditional")),
+            )
         except Exception as exc:  # noqa: BLE001 - every failure is an error of the phase
             errors += 1
             STATUSES[type(exc).__name__] = STATUSES.get(type(exc).__name__, 0) + 1
             return
-        if status != 200:
+        if not _ok(phase, status):
             errors += 1
             STATUSES[status] = STATUSES.get(status, 0) + 1
         latencies.append(time.perf_counter() - due)
@@ -186,13 +212,16 @@ async def closed_loop(pool: Pool, phase: dict[str, Any], cookies: Any) -> dict[s
             sent = time.perf_counter()
             try:
                 status = await request(
-                    pool, phase["path"], next(cookies) if phase["auth"] else None
+                    pool,
+                    phase["path"],
+                    next(cookies) if phase["auth"] else None,
+                    conditional=bool(phase.get("conditional")),
                 )
             except Exception as exc:  # noqa: BLE001
                 errors += 1
                 STATUSES[type(exc).__name__] = STATUSES.get(type(exc).__name__, 0) + 1
                 continue
-            if status != 200:
+            if not _ok(phase, status):
                 errors += 1
                 STATUSES[status] = STATUSES.get(status, 0) + 1
             latencies.append(time.perf_counter() - sent)
@@ -207,6 +236,7 @@ def summarize(
 ) -> dict[str, Any]:
     """Percentiles in ms and the achieved throughput."""
     ordered = sorted(latencies)
+    not_modified = STATUSES.pop(304, 0) if phase.get("conditional") else 0
     statuses = dict(STATUSES)
     STATUSES.clear()
 
@@ -220,6 +250,7 @@ def summarize(
         "requests": len(ordered),
         "errors": errors,
         "error_kinds": statuses,
+        "not_modified": not_modified,
         "rps": round(len(ordered) / elapsed, 1) if elapsed else 0.0,
         "p50_ms": pct(50),
         "p90_ms": pct(90),

@@ -64,42 +64,87 @@
     });
   }
 
+  // A 304 means nothing but the clock moved since `data`: advance what the server would have
+  // advanced (mirrors portal/progress.py): running steps' elapsed time and "slow" flags, the
+  // time so far, and the time left (zero stays zero: the provision is finished or stopped).
+  function advance(data, seconds) {
+    var copy = JSON.parse(JSON.stringify(data));
+    if (copy.elapsed_s !== null) { copy.elapsed_s += seconds; }
+    [copy.steps, copy.upgrade_steps || []].forEach(function (steps) {
+      steps.forEach(function (s) {
+        if (!s.counting || s.elapsed_s === null) { return; }
+        s.elapsed_s += seconds;
+        s.slow = (s.status === "running" || s.status === "waiting") && s.elapsed_s > s.slow_s;
+      });
+    });
+    if (copy.remaining_s || copy.remaining_slow_s) {
+      var typical = 0, slow = 0;
+      (copy.upgrade_steps || copy.steps).forEach(function (s) {
+        if (s.status === "completed") { return; }
+        var spent = s.elapsed_s || 0;
+        typical += Math.max(s.typical_s - spent, Math.floor(s.typical_s * 0.1));
+        slow += Math.max(s.slow_s - spent, Math.floor(s.slow_s * 0.1));
+      });
+      copy.remaining_s = typical;
+      copy.remaining_slow_s = slow;
+    }
+    return copy;
+  }
+
+  function render(section, data, dashboard, stop) {
+    var bar = document.getElementById("progress-bar");
+    if (bar) { bar.value = data.percent; bar.textContent = data.percent + "%"; }
+    setText("progress-percent", data.percent + "%");
+    setText("progress-words", data.status_words);
+    setText("progress-done", data.done + " / " + data.total);
+    setText("progress-elapsed", duration(data.elapsed_s));
+    setText("progress-remaining", data.finished ? "Done" : (data.remaining_s ? "about " + duration(data.remaining_s) : "—"));
+    setText("progress-remaining-slow", data.remaining_slow_s && !data.finished ? "can take up to " + duration(data.remaining_slow_s) : "");
+    var badge = document.querySelector("#progress-badge .badge");
+    var look = BADGES[data.status];
+    if (badge && look) { badge.className = "badge badge-" + look[0]; badge.textContent = look[1]; }
+    var failure = document.getElementById("progress-failure");
+    if (failure) {
+      failure.classList.toggle("hidden", !(data.failed_message || data.remedy));
+      setText("progress-failed-step", data.failed_step || "");
+      setText("progress-failed-message", data.failed_message || "");
+      setText("progress-remedy", data.remedy || "");
+    }
+    var list = document.getElementById("progress-steps");
+    if (list) { renderSteps(list, data.upgrade_steps || data.steps); }
+    var cta = document.getElementById("progress-done-cta");
+    if (cta) { cta.classList.toggle("hidden", !data.finished); }
+    section.setAttribute("data-status", data.status);
+    if (data.finished) {
+      stop();
+      window.setTimeout(function () { window.location.assign(dashboard); }, 1500);
+    }
+  }
+
   function poll(section) {
     var source = section.getAttribute("data-source");
     var dashboard = section.getAttribute("data-dashboard");
     var timer = null;
+    // The last document, its ETag and when it arrived: sent back in If-None-Match, the portal
+    // answers 304 with no body until a step or the order changes (most polls).
+    var last = null;
+    function stop() { if (timer) { window.clearInterval(timer); timer = null; } }
     function tick() {
-      fetch(source, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
-        .then(function (response) { return response.ok ? response.json() : null; })
+      var headers = { "Accept": "application/json" };
+      if (last && last.etag) { headers["If-None-Match"] = last.etag; }
+      fetch(source, { headers: headers, credentials: "same-origin", cache: "no-store" })
+        .then(function (response) {
+          if (response.status === 304 && last) {
+            return advance(last.data, Math.floor((Date.now() - last.at) / 1000));
+          }
+          if (!response.ok) { return null; }
+          return response.json().then(function (data) {
+            last = { etag: response.headers.get("ETag"), data: data, at: Date.now() };
+            return data;
+          });
+        })
         .then(function (data) {
-          if (!data) { return; }
-          var bar = document.getElementById("progress-bar");
-          if (bar) { bar.value = data.percent; bar.textContent = data.percent + "%"; }
-          setText("progress-percent", data.percent + "%");
-          setText("progress-words", data.status_words);
-          setText("progress-done", data.done + " / " + data.total);
-          setText("progress-elapsed", duration(data.elapsed_s));
-          setText("progress-remaining", data.finished ? "Done" : (data.remaining_s ? "about " + duration(data.remaining_s) : "—"));
-          setText("progress-remaining-slow", data.remaining_slow_s && !data.finished ? "can take up to " + duration(data.remaining_slow_s) : "");
-          var badge = document.querySelector("#progress-badge .badge");
-          var look = BADGES[data.status];
-          if (badge && look) { badge.className = "badge badge-" + look[0]; badge.textContent = look[1]; }
-          var failure = document.getElementById("progress-failure");
-          if (failure) {
-            failure.classList.toggle("hidden", !(data.failed_message || data.remedy));
-            setText("progress-failed-step", data.failed_step || "");
-            setText("progress-failed-message", data.failed_message || "");
-            setText("progress-remedy", data.remedy || "");
-          }
-          var list = document.getElementById("progress-steps");
-          if (list) { renderSteps(list, data.upgrade_steps || data.steps); }
-          var cta = document.getElementById("progress-done-cta");
-          if (cta) { cta.classList.toggle("hidden", !data.finished); }
-          section.setAttribute("data-status", data.status);
-          if (data.finished && timer) {
-            window.clearInterval(timer);
-            window.setTimeout(function () { window.location.assign(dashboard); }, 1500);
-          }
+          if (data && timer) { render(section, data, dashboard, stop); }
         })
         .catch(function () { /* offline for a moment: the next tick tries again */ });
     }
