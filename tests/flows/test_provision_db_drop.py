@@ -10,7 +10,6 @@ charged once and each mailbox created once. `make test` runs the purchase and on
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 from sqlalchemy import create_engine
@@ -21,6 +20,7 @@ from core.models import ProvisioningStep
 from tests.flows.conftest import Pipeline
 from tests.flows.test_provision_faults import assert_paid_once_and_active
 from tests.flows.test_provision_faults import run_with_one_retry
+from tests.support.pollers import BackgroundPoller
 
 pytestmark = [
     pytest.mark.prefect,
@@ -43,41 +43,33 @@ SLICE = {"buy_domains", "mailboxes"}
 SELECTED = [c for c in CELLS if os.environ.get("RELIABILITY_LONG") or c[0] in SLICE]
 
 
-class ConnectionKiller:
+class ConnectionKiller(BackgroundPoller):
     """Terminates every other backend of the app DB once ``step`` is running."""
 
+    every_s = 0.05
+
     def __init__(self, db_url: str, step: str) -> None:
-        self.engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
+        super().__init__(create_engine(db_url, isolation_level="AUTOCOMMIT"))
         self.step = step
         self.killed = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> ConnectionKiller:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-        self.engine.dispose()
-
-    def _run(self) -> None:
+    def poll(self) -> bool:
+        """Once the step runs, wait until it is inside its held vendor call, then kill."""
         with self.engine.connect() as conn:
-            while not self.stop.wait(0.05):
-                status = conn.scalar(
-                    select(ProvisioningStep.status).where(ProvisioningStep.step_key == self.step)
+            status = conn.scalar(
+                select(ProvisioningStep.status).where(ProvisioningStep.step_key == self.step)
+            )
+            if status != "running":
+                return False
+            # Inside the held vendor call: the step holds connections (and the lock).
+            self.stop.wait(0.5)
+            self.killed = conn.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
-                if status == "running":
-                    # Inside the held vendor call: the step holds connections (and the lock).
-                    self.stop.wait(0.5)
-                    self.killed = conn.scalar(
-                        text(
-                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                        )
-                    )
-                    return
+            )
+            return True
 
 
 @pytest.mark.parametrize("cell", SELECTED, ids=[c[0] for c in SELECTED])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from tests.flows.test_provision_faults import log_outcome
 from tests.flows.test_provision_worker import drive
 from tests.flows.test_provision_worker import settled_state
 from tests.flows.test_provision_worker import start
+from tests.support.pollers import BackgroundPoller
 from tests.support.worker import flow_run_processes
 from tests.support.worker import read_run
 from tests.support.worker import running_worker
@@ -191,39 +191,29 @@ class Sample:
     steps: dict[str, str]
 
 
-class StatusWatch:
+class StatusWatch(BackgroundPoller):
     """Samples the provision's status and step rows (all the portal reads) every 0.1 s."""
 
     def __init__(self, db_url: str, provision_id: int) -> None:
-        self.engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
+        super().__init__(create_engine(db_url, isolation_level="AUTOCOMMIT"))
         self.provision_id = provision_id
         self.samples: list[Sample] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> StatusWatch:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-        self.engine.dispose()
-
-    def _run(self) -> None:
+    def poll(self) -> bool:
+        """Record one sample."""
         with self.engine.connect() as conn:
-            while not self.stop.wait(0.1):
-                status, reason = conn.execute(
-                    select(Provision.status, Provision.status_reason).where(
-                        Provision.id == self.provision_id
-                    )
-                ).one()
-                steps = conn.execute(
-                    select(ProvisioningStep.step_key, ProvisioningStep.status).where(
-                        ProvisioningStep.provision_id == self.provision_id
-                    )
-                ).all()
-                self.samples.append(Sample(time.monotonic(), status, reason, dict(steps)))
+            status, reason = conn.execute(
+                select(Provision.status, Provision.status_reason).where(
+                    Provision.id == self.provision_id
+                )
+            ).one()
+            steps = conn.execute(
+                select(ProvisioningStep.step_key, ProvisioningStep.status).where(
+                    ProvisioningStep.provision_id == self.provision_id
+                )
+            ).all()
+        self.samples.append(Sample(time.monotonic(), status, reason, dict(steps)))
+        return False
 
     def between(self, start: float, end: float) -> list[Sample]:
         return [s for s in self.samples if start <= s.at < end]
