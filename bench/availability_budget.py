@@ -118,6 +118,16 @@ def ledger(stack: Any) -> dict[str, int]:
     return {"portal_recorded_calls": int(calls), "names_sent": int(names)}
 
 
+def fresh_start(stack: Any, *, limits: bool) -> int:
+    """Reset the sandbox (lifting Zapmail's limits unless ``limits``) and the checks; the tier id."""
+    stack.sandbox.reset(config=True)
+    if not limits:
+        stack.sandbox.configure(
+            zapmail_checks_per_30min=100_000, zapmail_per_second=1000, zapmail_per_minute=100_000
+        )
+    return reset_checks(stack)
+
+
 def run_scenario(
     stack: Any,
     scenario: str,
@@ -132,12 +142,7 @@ def run_scenario(
     from portal import create_app
 
     sandbox = stack.sandbox
-    sandbox.reset(config=True)
-    if not limits:
-        sandbox.configure(
-            zapmail_checks_per_30min=100_000, zapmail_per_second=1000, zapmail_per_minute=100_000
-        )
-    tier_id = reset_checks(stack)
+    tier_id = fresh_start(stack, limits=limits)
     settings = Settings(env="dev", database_url=stack.app_url, sandbox_url=sandbox.url)
     overrides: dict[str, Any] = {"WTF_CSRF_ENABLED": False}
     if not limits:
@@ -285,12 +290,7 @@ def run_launch(
 ) -> dict[str, Any]:
     """Launch day: ``count`` students arrive within the minute and search concurrently."""
     sandbox = stack.sandbox
-    sandbox.reset(config=True)
-    if not limits:
-        sandbox.configure(
-            zapmail_checks_per_30min=100_000, zapmail_per_second=1000, zapmail_per_minute=100_000
-        )
-    tier_id = reset_checks(stack)
+    tier_id = fresh_start(stack, limits=limits)
     rng = random.Random(seed)
     plans = students_for(scenario, count, rng)
     password_hash = hash_password(PASSWORD)
