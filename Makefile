@@ -32,7 +32,8 @@ chaos: install
 		tests/core/test_domains.py tests/core/test_mailboxes.py \
 		tests/flows/test_provision_faults.py tests/flows/test_provision_db_drop.py \
 		tests/flows/test_provision_prefect_restart.py \
-		tests/flows/test_upgrade_faults.py tests/flows/test_provision_sigkill.py
+		tests/flows/test_upgrade_faults.py tests/flows/test_provision_sigkill.py \
+		tests/flows/test_upgrade_sigkill.py
 
 # Issue 7 benchmarks on the full local stack (needs PostgreSQL; never part of `make test`).
 # Each writes bench/results/*.json and ends with a RESULT line; docs/benchmarks.md has the table.

@@ -9,6 +9,7 @@ provision reuses finished steps (docs/prefect.md 2.2).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -31,6 +32,8 @@ RETRIES = 4
 MAX_RETRY_AFTER_S = 60.0
 RETRY_DELAYS = exponential_backoff(backoff_factor=2)
 RETRY_JITTER = 0.5
+# Short keys stay readable (and keep matching the records already stored); longer ones are hashed.
+MAX_KEY_BYTES = 200
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -76,7 +79,12 @@ def business_key(step: str, *fields: str) -> CacheKeyFnPolicy:
         for field in fields:
             value = inputs[field]
             parts.append(signature(value) if isinstance(value, list | tuple) else str(value))
-        return f"{step}:" + ":".join(parts)
+        text = f"{step}:" + ":".join(parts)
+        # The key names the result file in local storage: past the filesystem's 255-byte name
+        # limit the record is never written (Prefect only logs it) and every retry misses.
+        if len(text.encode()) > MAX_KEY_BYTES:
+            return f"{step}:sha256:{hashlib.sha256(text.encode()).hexdigest()}"
+        return text
 
     return CacheKeyFnPolicy(cache_key_fn=key)
 
