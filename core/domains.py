@@ -112,5 +112,6 @@ def suggest_domains(brand: str) -> list[str]:
     names = [f"{prefix}{label}.com" for prefix in PREFIXES]
     names += [f"{label}{suffix}.com" for suffix in SUFFIXES]
     names += [f"{label}.{tld}" for tld in ALTERNATE_TLDS]
-    unique = list(dict.fromkeys(names))
+    # A brand "www" would give "www.net", which means the bare "net" once normalized.
+    unique = [n for n in dict.fromkeys(names) if normalize_domain(n) == n]
     return unique[:MAX_SUGGESTIONS]
