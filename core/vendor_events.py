@@ -14,6 +14,7 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,11 +23,21 @@ from core.models import Provision
 from core.models import PurchaseState
 from core.models import WebhookEvent
 
+# Zapmail's webhooks count as arriving if one came within this long.
+WEBHOOKS_FRESH = timedelta(hours=24)
 # Waits that Zapmail's webhooks cover, and the event type that announces each item.
 ANNOUNCED_BY = {"domains_active": "domain.updated", "mailboxes_active": "mailbox.updated"}
 # An item may be announced a little before the run records that it waits (it checked, found
 # it not ready, and the event came before its suspend).
 LOOKBACK = timedelta(hours=1)
+
+
+def webhooks_flowing(session: Session, now: datetime) -> bool:
+    """Whether Zapmail's webhooks reach us (one arrived within ``WEBHOOKS_FRESH``)."""
+    last = session.scalar(
+        select(func.max(WebhookEvent.received_at)).where(WebhookEvent.provider == "zapmail")
+    )
+    return last is not None and now - last < WEBHOOKS_FRESH
 
 
 def domain_of_vendor_event(data: Mapping[str, Any]) -> str | None:

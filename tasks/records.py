@@ -164,6 +164,17 @@ def mark_waiting(provision_id: int, key: str, *, waiting_for: str, summary: str)
         return count
 
 
+def wait_count(provision_id: int, key: str) -> int:
+    """How many times the run has suspended on this wait step so far."""
+    with runtime.db() as session:
+        details = session.scalar(
+            select(ProvisioningStep.details).where(
+                ProvisioningStep.provision_id == provision_id, ProvisioningStep.step_key == key
+            )
+        )
+        return int((details or {}).get("waits", 0))
+
+
 def count_checks(provision_id: int, key: str, checks: int) -> None:
     """Add ``checks`` status polls to the step's tally (benchmarks report them apart)."""
     with runtime.db() as session:

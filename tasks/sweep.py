@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from uuid import UUID
 
 from prefect import task
@@ -10,15 +9,14 @@ from prefect.exceptions import ObjectNotFound
 from prefect.exceptions import PrefectException
 from prefect.flow_runs import resume_flow_run
 from prefect.logging import get_run_logger
-from sqlalchemy import func
 from sqlalchemy import select
 
 from core.db import utcnow
 from core.models import Provision
-from core.models import WebhookEvent
 from core.vendor_events import ANNOUNCED_BY
 from core.vendor_events import wait_fully_announced
 from core.vendor_events import waited_items
+from core.vendor_events import webhooks_flowing
 from tasks import runtime
 from tasks.policies import vendor_task_options
 
@@ -29,7 +27,6 @@ from tasks.policies import vendor_task_options
 WEBHOOK_COVERED = frozenset(ANNOUNCED_BY)
 BACKOFF_POINTS_S = (120, 240, 480, 960)
 BACKOFF_EVERY_S = 900
-WEBHOOKS_FRESH = timedelta(hours=24)
 
 
 def due_on_backoff(elapsed_s: float, interval_s: float) -> bool:
@@ -53,10 +50,7 @@ def find_waiting(limit: int = 500, interval_s: float = 60.0) -> list[dict[str, o
     """
     with runtime.db() as session:
         now = utcnow()
-        last_webhook = session.scalar(
-            select(func.max(WebhookEvent.received_at)).where(WebhookEvent.provider == "zapmail")
-        )
-        webhooks_flowing = last_webhook is not None and now - last_webhook < WEBHOOKS_FRESH
+        flowing = webhooks_flowing(session, now)
         provisions = session.scalars(
             select(Provision)
             .where(Provision.waiting_for.is_not(None), Provision.current_flow_run_id.is_not(None))
@@ -65,7 +59,7 @@ def find_waiting(limit: int = 500, interval_s: float = 60.0) -> list[dict[str, o
         ).all()
         found = []
         for provision in provisions:
-            if webhooks_flowing and provision.waiting_for in WEBHOOK_COVERED:
+            if flowing and provision.waiting_for in WEBHOOK_COVERED:
                 elapsed = (now - (provision.waiting_since or now)).total_seconds()
                 # Fully announced but still waiting: the last webhook came while the run was
                 # between its check and its suspend and could not resume it. Check at once.

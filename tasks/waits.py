@@ -17,6 +17,9 @@ from typing import Any
 from prefect import suspend_flow_run
 from prefect.context import FlowRunContext
 
+from core.db import utcnow
+from core.vendor_events import ANNOUNCED_BY
+from core.vendor_events import webhooks_flowing
 from tasks import records
 from tasks import runtime
 from tasks.errors import NotReadyError
@@ -53,6 +56,14 @@ def wait_until(
     poll_s = settings.wait_poll_s
     if waiting_for in QUICK_WAITS:
         poll_s = min(poll_s, QUICK_POLL_S)
+    if suspendable and _announced_later(provision_id, step_key, waiting_for):
+        # Just bought or created: Zapmail takes minutes to hours and says when (webhook), so
+        # suspend at once instead of spending a listing of its 200/min; the resumed run checks.
+        waits = records.mark_waiting(
+            provision_id, step_key, waiting_for=waiting_for, summary=summary
+        )
+        suspend_flow_run(timeout=int(settings.wait_timeout_s), key=f"{step_key}-{waits}")
+        return
     deadline = time.monotonic() + inline_s
     checks = 0
     while True:
@@ -72,6 +83,14 @@ def wait_until(
     records.count_checks(provision_id, step_key, checks)
     # A fresh key per wait: Prefect ignores a suspend whose key it has already seen.
     suspend_flow_run(timeout=int(settings.wait_timeout_s), key=f"{step_key}-{waits}")
+
+
+def _announced_later(provision_id: int, step_key: str, waiting_for: str) -> bool:
+    """First time at a wait that Zapmail's (arriving) webhooks will announce the end of."""
+    if waiting_for not in ANNOUNCED_BY or records.wait_count(provision_id, step_key):
+        return False
+    with runtime.db() as session:
+        return webhooks_flowing(session, utcnow())
 
 
 def _done(provision_id: int, step_key: str, checks: int) -> None:

@@ -112,3 +112,23 @@ def test_a_webhook_that_could_not_resume_its_run_makes_the_wait_due_at_once(
     _zapmail_webhook(pipeline, timedelta(seconds=20), domain=names[-1])
     assert _found() == {announced}
     assert quiet not in _found()
+
+
+def test_first_wait_suspends_without_a_listing_only_while_webhooks_arrive(
+    pipeline: Pipeline,
+) -> None:
+    from tasks import records
+    from tasks.waits import _announced_later
+
+    provision_id = pipeline.paid_provision(email="fresh@student.test")
+    # No webhook ever came: check first (the listing may show the domains ready).
+    assert not _announced_later(provision_id, "wait_domains", "domains_active")
+    _zapmail_webhook(pipeline, timedelta(minutes=5))
+    assert _announced_later(provision_id, "wait_domains", "domains_active")
+    # PlusVibe sends none: always checked.
+    assert not _announced_later(provision_id, "connect_plusvibe", "accounts_connected")
+    # Once suspended for this wait, the resumed run checks before suspending again.
+    records.mark_waiting(
+        provision_id, "wait_domains", waiting_for="domains_active", summary="domains"
+    )
+    assert not _announced_later(provision_id, "wait_domains", "domains_active")
