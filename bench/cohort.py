@@ -251,6 +251,9 @@ def run(args: argparse.Namespace) -> None:
             str(args.mailbox_s),
             "--export-delay-s",
             str(args.export_s),
+            # The operator buys mailbox slots ahead of a launch (a Starter order uses 6).
+            "--mailbox-slots",
+            str(max(1000, 8 * args.students)),
         ],  # fmt: skip
         worker_limit=args.worker_limit,
         portal_workers=args.portal_workers,

@@ -134,7 +134,8 @@ class Provision(Base):
     tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id", ondelete="RESTRICT"))
     status: Mapped[str] = mapped_column(String(20), default=ProvisionStatus.PENDING_PAYMENT.value)
     status_reason: Mapped[str | None] = mapped_column(Text)
-    # What the student should be offered after a failure for good: "another_domain", "refund".
+    # What the student should be offered after a failure for good: "another_domain", "refund",
+    # "capacity" (operator must add mailbox slots, then retry).
     remedy: Mapped[str | None] = mapped_column(String(50))
 
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)

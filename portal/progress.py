@@ -92,6 +92,7 @@ PROVISION_WORDS = {
 REMEDY_WORDS = {
     "another_domain": "One of your domains could not be bought. Your instructor will help you pick another one; nothing else is lost.",
     "refund": "We could not finish your setup, so we will refund you. You do not need to do anything.",
+    "capacity": "We are adding mailbox capacity at our provider; your setup continues from the mailboxes once it is there. Nothing is lost.",
 }
 
 

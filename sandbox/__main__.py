@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--domain-activation-s", type=float)
     p.add_argument("--mailbox-activation-s", type=float)
     p.add_argument("--export-delay-s", type=float)
+    p.add_argument("--mailbox-slots", type=int, help="Zapmail mailbox slots bought (1000)")
     p.add_argument("--no-rate-limits", action="store_true")
     p.add_argument("--seed", type=int)
     p.add_argument(
@@ -68,6 +69,7 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
         "domain_activation_s": args.domain_activation_s,
         "mailbox_activation_s": args.mailbox_activation_s,
         "export_delay_s": args.export_delay_s,
+        "zapmail_mailbox_slots": args.mailbox_slots,
         "seed": args.seed,
     }
     cfg.merge({k: v for k, v in optional.items() if v is not None})

@@ -45,6 +45,8 @@ class SandboxConfig:
     zapmail_per_second: int = 5
     zapmail_per_minute: int = 200
     zapmail_checks_per_30min: int = 100
+    # Mailbox slots the operator account has bought (Zapmail refuses mailboxes beyond them).
+    zapmail_mailbox_slots: int = 1000
     plusvibe_per_second: int = 5
     heyreach_per_minute: int = 300
     seed: int = 7

@@ -12,6 +12,7 @@ from typing import Any
 from prefect import task
 from sqlalchemy import select
 
+from clients.errors import BadRequestError
 from clients.zapmail import MailboxSpec
 from core.crypto import SecretBox
 from core.db import utcnow
@@ -28,6 +29,8 @@ from tasks.policies import vendor_task_options
 
 ACTIVE = "ACTIVE"
 FAILED = "FAILED"
+# Zapmail's 400 when the account's purchased mailbox slots are used up (vendors/zapmail.md 8.2).
+NO_SLOTS = "not enough mailboxes"
 # Re-exporting a mailbox is capped (3 per week): only export what PlusVibe does not have yet.
 EXPORT_APP = "PIPL"
 
@@ -133,9 +136,29 @@ def create_mailboxes(provision_id: int, addresses: list[str], step_key: str = "m
                     )
                 )
         if request:
-            client.create_mailboxes(request)
+            try:
+                client.create_mailboxes(request)
+            except BadRequestError as exc:
+                if NO_SLOTS not in str(exc).lower():
+                    raise
+                raise _out_of_slots(client, len(missing)) from exc
         details["created"] = sorted(row.address for row in missing)
         return len(missing)
+
+
+def _out_of_slots(client: Any, needed: int) -> ProvisioningBlockedError:
+    """The operator account has too few mailbox slots: say so plainly, to admins and student."""
+    quota = client.get_mailbox_quota()
+    return ProvisioningBlockedError(
+        f"Zapmail has {quota.available_mailboxes} free mailbox slots of "
+        f"{quota.purchased_mailboxes}; this step needs {needed}. Buy add-on mailbox slots "
+        "(wallet), then retry the run: it resumes at the mailboxes.",
+        student_message=(
+            "Your domains are ready. We are adding mailbox capacity at our provider before we "
+            "create your mailboxes; nothing is lost and you do not need to do anything."
+        ),
+        remedy="capacity",
+    )
 
 
 @task(name="check-mailboxes", **vendor_task_options(None))

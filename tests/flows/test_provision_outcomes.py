@@ -94,3 +94,30 @@ def test_the_summary_artifact_lists_resources_without_secrets(pipeline: Pipeline
     assert row.zapmail_workspace_id in artifact.data
     password = SecretBox.from_settings(pipeline.settings).open(row.plusvibe_client_password_enc)
     assert password.get_secret_value() not in artifact.data
+
+
+def test_mailbox_slots_used_up_stops_with_plain_words_then_one_retry_finishes(
+    pipeline: Pipeline,
+) -> None:
+    from collections import Counter
+
+    # The operator account has bought 4 mailbox slots; a Starter order needs 6.
+    pipeline.sandbox.configure(zapmail_mailbox_slots=4)
+    provision_id = pipeline.paid_provision()
+    first = provision(provision_id, return_state=True)
+    assert first.is_failed()
+    pipeline.session.expire_all()
+    row = pipeline.session.get(Provision, provision_id)
+    assert (row.status, row.remedy) == ("failed", "capacity")
+    assert row.status_reason.startswith("mailboxes:"), row.status_reason
+    assert step_row(pipeline, provision_id, "mailboxes").status == "failed"
+    assert "mailbox capacity" in step_row(pipeline, provision_id, "mailboxes").error_message
+    assert not pipeline.sandbox.ledger(kind="mailbox_created"), "nothing half-created"
+
+    # The operator buys slots and presses Retry: the run resumes at the mailboxes.
+    pipeline.sandbox.configure(zapmail_mailbox_slots=100)
+    assert provision(provision_id, return_state=True).is_completed()
+    created = Counter(e["item"] for e in pipeline.sandbox.ledger(kind="mailbox_created"))
+    assert len(created) == 6 and set(created.values()) == {1}
+    purchases = Counter(e["item"] for e in pipeline.sandbox.ledger(kind="domain_purchase"))
+    assert set(purchases.values()) == {1}

@@ -15,7 +15,6 @@ from sandbox.vendors.zapmail.http import need
 from sandbox.vendors.zapmail.http import ok
 from sandbox.vendors.zapmail.http import paginate
 from sandbox.vendors.zapmail.http import pagination
-from sandbox.vendors.zapmail.state import PURCHASED_MAILBOX_SLOTS
 from sandbox.vendors.zapmail.state import Workspace
 from sandbox.vendors.zapmail.state import iso
 from sandbox.vendors.zapmail.views import workspace_row
@@ -57,7 +56,7 @@ async def get_user(sim: ZapmailSim, _request: Request, _ws: Workspace) -> Respon
             "lastName": "Owner",
             "activePlan": "Growth",
             "planEndsOn": iso(st.created_at + 30 * 86400),
-            "purchasedMailboxes": PURCHASED_MAILBOX_SLOTS,
+            "purchasedMailboxes": sim.ctx.config.zapmail_mailbox_slots,
             "assignedMailboxes": len(st.mailboxes),
             "userCreatedAt": iso(st.created_at),
             "walletBalance": float(st.wallet),
@@ -84,7 +83,7 @@ async def list_workspaces(sim: ZapmailSim, request: Request, ws: Workspace) -> R
             "totalWorkspacesCount": str(len(st.workspaces)),
             "totalDomainsCountGoogle": str(len(st.domains)),
             "totalDomainsCountMicrosoft": "0",
-            "totalPurchasedMailboxesCountGoogle": str(PURCHASED_MAILBOX_SLOTS),
+            "totalPurchasedMailboxesCountGoogle": str(sim.ctx.config.zapmail_mailbox_slots),
             "totalPurchasedMailboxesCountMicrosoft": "0",
         },
         "Workspaces fetched successfully",

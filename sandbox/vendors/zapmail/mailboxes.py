@@ -15,7 +15,6 @@ from sandbox.vendors.zapmail.http import paginate
 from sandbox.vendors.zapmail.http import pagination
 from sandbox.vendors.zapmail.http import string_list
 from sandbox.vendors.zapmail.state import MAX_MAILBOXES_PER_DOMAIN
-from sandbox.vendors.zapmail.state import PURCHASED_MAILBOX_SLOTS
 from sandbox.vendors.zapmail.state import Domain
 from sandbox.vendors.zapmail.state import Mailbox
 from sandbox.vendors.zapmail.state import Workspace
@@ -79,7 +78,7 @@ async def create(sim: ZapmailSim, request: Request, ws: Workspace) -> Response:
                 (d, {"username": username, "first": _text(entry, "firstName", address),
                      "last": _text(entry, "lastName", address)})
             )  # fmt: skip
-    if len(st.mailboxes) + len(planned) > PURCHASED_MAILBOX_SLOTS:
+    if len(st.mailboxes) + len(planned) > sim.ctx.config.zapmail_mailbox_slots:
         raise ZapmailError(400, "Not enough mailboxes available. Please purchase add-on mailboxes")
     for d, spec in planned:
         box = Mailbox(
@@ -111,10 +110,10 @@ async def list_by_domain(sim: ZapmailSim, request: Request, ws: Workspace) -> Re
     return ok(
         {
             **meta,
-            "purchasedMailboxes": PURCHASED_MAILBOX_SLOTS,
+            "purchasedMailboxes": sim.ctx.config.zapmail_mailbox_slots,
             "totalAssignedMailboxes": assigned,
             "totalActiveMailboxes": sum(1 for m in st.mailboxes.values() if m.status(now) == "ACTIVE"),
-            "availableMailboxes": PURCHASED_MAILBOX_SLOTS - assigned,
+            "availableMailboxes": sim.ctx.config.zapmail_mailbox_slots - assigned,
             "scheduledMailboxes": sum(1 for m in st.mailboxes.values() if m.scheduled_removal),
             "purchasedPreWarmedMailboxes": 0,
             "assignedPreWarmedMailboxes": 0,

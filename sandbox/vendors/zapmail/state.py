@@ -17,7 +17,6 @@ from typing import Any
 from sandbox.context import SandboxContext
 
 MAX_MAILBOXES_PER_DOMAIN = 5
-PURCHASED_MAILBOX_SLOTS = 1000
 NAME_SERVERS = ["pns61.cloudns.net", "pns62.cloudns.com", "pns63.cloudns.net", "pns64.cloudns.uk"]
 YEAR_S = 365 * 86400
 
