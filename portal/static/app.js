@@ -128,8 +128,13 @@
     // The last document, its ETag and when it arrived: sent back in If-None-Match, the portal
     // answers 304 with no body until a step or the order changes (most polls).
     var last = null;
+    // One request at a time: on a slow connection ticks must not pile up (nor go out before
+    // the first answer's ETag is known).
+    var busy = false;
     function stop() { if (timer) { window.clearInterval(timer); timer = null; } }
     function tick() {
+      if (busy) { return; }
+      busy = true;
       var headers = { "Accept": "application/json" };
       if (last && last.etag) { headers["If-None-Match"] = last.etag; }
       fetch(source, { headers: headers, credentials: "same-origin", cache: "no-store" })
@@ -146,7 +151,8 @@
         .then(function (data) {
           if (data && timer) { render(section, data, dashboard, stop); }
         })
-        .catch(function () { /* offline for a moment: the next tick tries again */ });
+        .catch(function () { /* offline for a moment: the next tick tries again */ })
+        .then(function () { busy = false; });
     }
     timer = window.setInterval(tick, 3000);
     tick();
