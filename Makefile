@@ -37,8 +37,8 @@ chaos: install
 
 # Issue 7 benchmarks on the full local stack (needs PostgreSQL; never part of `make test`).
 # Each writes bench/results/*.json and ends with a RESULT line; docs/benchmarks.md has the table.
-# About 1h15 on 2 cores: cohort 20 + 50 ~20 min, cohort 200 up to ~50 min (CPU-bound, see
-# docs/benchmarks.md), availability ~3 min, portal ~4 min, sync: see its section.
+# About an hour on 2 cores: availability ~9 min, portal ~3 min, sync ~2 min, cohort 20 + 50
+# ~10 min, cohort 200 ~25 min (bounded by Zapmail's 200 calls/min; see docs/benchmarks.md).
 bench: install
 	$(BIN)/python bench/availability_budget.py --students 60
 	$(BIN)/python bench/portal_load.py --students 200
