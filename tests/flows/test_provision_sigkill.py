@@ -239,6 +239,16 @@ def assert_truthful(watch: StatusWatch, step: str, killed_at: float, retried_at:
     return lag
 
 
+def kill_run_process(pipeline: Pipeline, worker_pid: int, run_id: UUID, fault_id: int) -> float:
+    """SIGKILL the process running ``run_id`` inside its held vendor call; return when."""
+    pid = wait_for(lambda: run_process(worker_pid, run_id), timeout_s=10, what="the run's process")
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    # Killed inside the held call: the first one, still in flight.
+    assert fault_hits(pipeline, fault_id) == 1
+    return killed_at
+
+
 def retry_like_an_operator(run_id: UUID) -> None:
     """What the Prefect UI's Retry and the admin page do: the same run, back to AwaitingRetry."""
     with get_client(sync_client=True) as client:
@@ -271,13 +281,7 @@ def test_run_process_killed_mid_step_recovers_after_one_retry(
                 timeout_s=10,
                 what=f"{step} to take effect at the vendor",
             )
-        pid = wait_for(
-            lambda: run_process(worker.pid, run_id), timeout_s=10, what="the run's process"
-        )
-        killed_at = time.monotonic()
-        os.kill(pid, signal.SIGKILL)
-        # Killed inside the held call: the first one, still in flight, the step still running.
-        assert fault_hits(pipeline, fault["id"]) == 1
+        killed_at = kill_run_process(pipeline, worker.pid, run_id, fault["id"])
         pipeline.session.expire_all()
         in_flight = pipeline.session.scalar(
             select(ProvisioningStep.status).where(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,9 +33,8 @@ from tests.flows.conftest import Pipeline
 from tests.flows.test_provision_faults import log_outcome
 from tests.flows.test_provision_sigkill import HOLD_S
 from tests.flows.test_provision_sigkill import NOTICE_S
-from tests.flows.test_provision_sigkill import fault_hits
+from tests.flows.test_provision_sigkill import kill_run_process
 from tests.flows.test_provision_sigkill import retry_like_an_operator
-from tests.flows.test_provision_sigkill import run_process
 from tests.flows.test_provision_sigkill import until_in_flight
 from tests.flows.test_provision_worker import settled_state
 from tests.flows.test_upgrade import FINAL
@@ -151,13 +149,7 @@ def test_upgrade_run_process_killed_mid_step_recovers_after_one_retry(
             timeout_s=10,
             what=f"the upgrade's {step} to take effect at the vendor",
         )
-        pid = wait_for(
-            lambda: run_process(worker.pid, run_id), timeout_s=10, what="the run's process"
-        )
-        killed_at = time.monotonic()
-        os.kill(pid, signal.SIGKILL)
-        # Killed inside the held call: the first one, still in flight, the step still running.
-        assert fault_hits(pipeline, fault["id"]) == 1
+        killed_at = kill_run_process(pipeline, worker.pid, run_id, fault["id"])
         pipeline.session.expire_all()
         in_flight = upgrade_steps(pipeline, provision_id, upgrade_id).get(step)
         assert in_flight == "running", f"{step} was {in_flight} when the process died"
