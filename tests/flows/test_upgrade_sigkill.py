@@ -18,8 +18,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +34,7 @@ from tests.flows.test_provision_sigkill import NOTICE_S
 from tests.flows.test_provision_sigkill import kill_run_process
 from tests.flows.test_provision_sigkill import retry_like_an_operator
 from tests.flows.test_provision_sigkill import until_in_flight
+from tests.flows.test_provision_sigkill import worker  # noqa: F401 - the same worker fixture
 from tests.flows.test_provision_worker import settled_state
 from tests.flows.test_upgrade import FINAL
 from tests.flows.test_upgrade import drive
@@ -46,7 +45,6 @@ from tests.flows.test_upgrade_faults import StatusWatcher
 from tests.flows.test_upgrade_faults import assert_failure_told
 from tests.flows.test_upgrade_faults import assert_upgraded_paying_once
 from tests.flows.test_upgrade_faults import upgrading
-from tests.support.worker import running_worker
 from tests.support.worker import wait_for
 
 pytestmark = pytest.mark.prefect
@@ -56,17 +54,6 @@ log = logging.getLogger(__name__)
 SLICE = {"buy_domains"}
 SELECTED = [c for c in DB_CELLS if os.environ.get("RELIABILITY_LONG") or c[0] in SLICE]
 FAILED_SHOWN = ("active", "starter", "failed")
-
-
-@pytest.fixture
-def worker(pipeline: Pipeline, prefect_api: str, tmp_path: Path) -> Iterator[Any]:
-    """A process worker running prefect.yaml's deployments with this test's settings."""
-    # The held call must outlast the test's reaction time, not end in a client timeout and retry.
-    pipeline.settings.vendor_timeout_s = 30.0
-    home = tmp_path / "worker-home"
-    home.mkdir()
-    with running_worker(prefect_api, pipeline.settings, home, tmp_path / "worker-results") as proc:
-        yield proc
 
 
 def zapmail_state(pipeline: Pipeline) -> dict[str, Any]:
@@ -121,7 +108,7 @@ def upgrade_status(pipeline: Pipeline, upgrade_id: int) -> str:
 @pytest.mark.parametrize("cell", SELECTED, ids=[c[0] for c in SELECTED])
 def test_upgrade_run_process_killed_mid_step_recovers_after_one_retry(
     pipeline: Pipeline,
-    worker: Any,
+    worker: Any,  # noqa: F811 - the imported fixture
     fast_limits: None,  # noqa: ARG001 - after the worker: its deployments.setup resets the limits
     cell: tuple[str, str, str, str],
 ) -> None:
