@@ -172,6 +172,14 @@ class Provision(Base):
     stripe_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     heyreach_lead_count: Mapped[int | None] = mapped_column(Integer)
 
+    # Money integrity (issue 13). Each run claim bumps the epoch; a mutating task whose epoch is
+    # no longer current (a zombie of an older run) stops before touching a vendor.
+    run_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Each cancellation request gets its own run (a retry after a failed run really redoes it).
+    cancel_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the subscription became unpaid/paused/past due; dunning cancels after a grace period.
+    past_due_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
     user: Mapped[User] = relationship(back_populates="provision")
     tier: Mapped[Tier] = relationship()
     domains: Mapped[list[Domain]] = relationship(
@@ -233,6 +241,9 @@ class Mailbox(Base):
     health_label: Mapped[str | None] = mapped_column(String(16))
     # Cancellation: when Zapmail was asked to remove it at the next renewal (None = never).
     removal_scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The Zapmail export that carries it to PlusVibe (the vendor's own record; 3 per week).
+    export_id: Mapped[str | None] = mapped_column(String(255))
+    export_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -349,6 +360,7 @@ class Upgrade(Base):
     stripe_proration_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     proration_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     fee_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    run_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     provision: Mapped[Provision] = relationship(back_populates="upgrades")
     from_tier: Mapped[Tier] = relationship(foreign_keys=[from_tier_id])
@@ -459,3 +471,116 @@ class PendingCheck(Base):
     # None while waiting; then "answered", "paused" or "error" for the waiting request to report.
     outcome: Mapped[str | None] = mapped_column(String(16))
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# Money and order integrity (issue 13): the purchase-attempt ledger, order snapshots, the outbox.
+
+
+class AttemptOutcome(StrEnum):
+    """What the vendor's answer to one buy call proves (see tasks/purchase.py)."""
+
+    SENT = "sent"  # recorded before the call; no answer seen yet (or the worker died)
+    REFUSED = "refused"  # proven refusal before execution: the connection was never made
+    UNKNOWN = "unknown"  # any other failure: the vendor may have executed it
+    ACCEPTED = "accepted"  # a 2xx that parsed as a purchase
+
+
+class AttemptResolution(StrEnum):
+    """What reconciliation against the vendor's listing decided about one attempt."""
+
+    BOUGHT = "bought"  # the domain is in our workspace
+    NOT_BOUGHT = "not_bought"  # refused, or proven absent after settling and still free
+    TAKEN = "taken"  # proven absent and registered by someone else: nothing charged
+
+
+class PurchaseAttempt(Base):
+    """One buy call for one domain: written before the call, resolved by listing the workspace.
+
+    An unresolved row is also the wallet reservation of its price: concurrent runs subtract it
+    from the balance before spending (tasks/purchase.py).
+    """
+
+    __tablename__ = "purchase_attempts"
+    __table_args__ = (
+        UniqueConstraint("domain_name", "attempt_no"),
+        CheckConstraint(_in("outcome", AttemptOutcome), name="outcome"),
+        Index("ix_purchase_attempts_unresolved", "resolution"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provision_id: Mapped[int] = mapped_column(ForeignKey("provisions.id", ondelete="CASCADE"))
+    upgrade_id: Mapped[int | None] = mapped_column(ForeignKey("upgrades.id", ondelete="SET NULL"))
+    domain_name: Mapped[str] = mapped_column(String(253))
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    price_cents: Mapped[int] = mapped_column(Integer, default=0)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16), default=AttemptOutcome.SENT.value)
+    # The vendor's answer in one line (status and message, never a body with secrets).
+    answer: Mapped[str | None] = mapped_column(Text)
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OrderStatus(StrEnum):
+    OPEN = "open"  # its Checkout Session may still be paid
+    PAID = "paid"  # this snapshot won: it is what gets provisioned
+    SUPERSEDED = "superseded"  # the student changed the order; a late payment is refunded
+    REFUNDED = "refunded"  # paid but not fulfilled: refunded, its subscription cancelled
+    EXPIRED = "expired"  # the session expired unpaid
+
+
+class OrderSnapshot(Base):
+    """What one Checkout Session sells, frozen when it is created and verified when it is paid."""
+
+    __tablename__ = "order_snapshots"
+    __table_args__ = (
+        CheckConstraint(_in("status", OrderStatus), name="status"),
+        Index("ix_order_snapshots_provision_id", "provision_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provision_id: Mapped[int] = mapped_column(ForeignKey("provisions.id", ondelete="CASCADE"))
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id", ondelete="RESTRICT"))
+    setup_cents: Mapped[int] = mapped_column(Integer)
+    monthly_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    setup_price_id: Mapped[str | None] = mapped_column(String(255))
+    monthly_price_id: Mapped[str | None] = mapped_column(String(255))
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sender_first_name: Mapped[str] = mapped_column(String(100), default="")
+    sender_last_name: Mapped[str] = mapped_column(String(100), default="")
+    username_patterns: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.OPEN.value)
+    # Why a paid session was refunded (shown to the student) and what Stripe answered.
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OutboxMessage(Base):
+    """A side effect to perform after the commit that decided it (start a run, refund a session).
+
+    The key is the idempotency key of the effect, so a message sent twice does it once.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_unsent", "sent_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The effect's own id (a flow run id, a refund id), for the admin page and the watchdog.
+    result: Mapped[str | None] = mapped_column(String(255))
+    last_error: Mapped[str | None] = mapped_column(Text)
