@@ -52,9 +52,9 @@ from portal.admin.forms import RefundForm
 from portal.admin.forms import TierForm
 from portal.db import get_db
 from portal.extensions import admin_required
-from portal.fulfilment import cancel_key
 from portal.progress import STEP_INFO
 from portal.security import audit
+from portal.subscriptions import cancel_key
 
 SORT_KEYS = ("email", "tier", "status", "step", "time_in_step", "created")
 ATTENTION = {ProvisionStatus.FAILED.value, ProvisionStatus.PAST_DUE.value}

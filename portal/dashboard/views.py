@@ -38,9 +38,9 @@ from core.pricing import daily_capacity
 from core.pricing import quote_upgrade
 from portal import billing
 from portal import drafts
-from portal import fulfilment
 from portal import insights
 from portal import orchestration
+from portal import subscriptions
 from portal.dashboard import bp
 from portal.db import get_db
 from portal.domain_picker import Picker
@@ -511,7 +511,7 @@ def _pay_upgrade(
     # (every charge above is idempotent) that only retries the start.
     db.commit()
     try:
-        outcome = fulfilment.maybe_start_upgrade(db, upgrade_row)
+        outcome = subscriptions.maybe_start_upgrade(db, upgrade_row)
         if outcome in ("upgrade_started", "upgrade_already_started"):
             drafts.clear(db, current_user.id, drafts.UPGRADE)
         db.commit()

@@ -27,6 +27,7 @@ from core.vendor_events import domain_of_vendor_event
 from core.vendor_events import wait_fully_announced
 from portal import fulfilment
 from portal import orchestration
+from portal import subscriptions
 from portal.billing import BillingError
 from portal.db import get_db
 from portal.webhooks import bp
@@ -111,9 +112,9 @@ def _dispatch(db: Session, event: Any) -> str:
         "customer.subscription.updated",
         "customer.subscription.deleted",
     ):
-        return fulfilment.apply_subscription(db, obj, created)
+        return subscriptions.apply_subscription(db, obj, created)
     if kind in ("invoice.paid", "invoice.payment_failed"):
-        return fulfilment.invoice_event(db, kind, obj, created)
+        return subscriptions.invoice_event(db, kind, obj, created)
     return "ignored"
 
 
