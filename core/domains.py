@@ -45,7 +45,11 @@ def normalize_domain(raw: str) -> str:
     for prefix in ("https://", "http://"):
         name = name.removeprefix(prefix)
     name = name.split("/", 1)[0].rstrip(".")
-    return name.removeprefix("www.")
+    # "www." is the website's host, not part of the domain, but only when a domain follows it:
+    # "www.xyz" is the label "www" on the ending ".xyz" (refused for its ending, not as "xyz").
+    if name.startswith("www.") and "." in name.removeprefix("www."):
+        return name.removeprefix("www.")
+    return name
 
 
 def validate_domain(raw: str) -> str:
@@ -112,6 +116,6 @@ def suggest_domains(brand: str) -> list[str]:
     names = [f"{prefix}{label}.com" for prefix in PREFIXES]
     names += [f"{label}{suffix}.com" for suffix in SUFFIXES]
     names += [f"{label}.{tld}" for tld in ALTERNATE_TLDS]
-    # A brand "www" would give "www.net", which means the bare "net" once normalized.
+    # Never offer a name that normalizes to another one (found by the suggestion property).
     unique = [n for n in dict.fromkeys(names) if normalize_domain(n) == n]
     return unique[:MAX_SUGGESTIONS]

@@ -151,3 +151,11 @@ def test_suggestions_are_purchasable_unique_and_never_the_brands_own_site(brand:
     assert all(_is_valid_name(n) and validate_domain(n) == n for n in names)
     assert f"{brand_label(brand)}.com" not in names
     assert names == suggest_domains(brand)
+
+
+@pytest.mark.parametrize("name", ["www.xyz", "www.io", "WWW.Dev"])
+def test_a_www_label_on_an_unsold_ending_is_refused_for_its_ending(name: str) -> None:
+    # Found by test_names_on_unsold_tlds_are_refused drawing the label "www": the validator
+    # stripped "www." and then said the ending was missing instead of naming the unsold ending.
+    with pytest.raises(DomainNameError, match="not sold"):
+        validate_domain(name)
