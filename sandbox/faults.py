@@ -26,8 +26,9 @@ from sandbox.context import SandboxContext
 
 log = logging.getLogger(__name__)
 
-KINDS = ("status", "rate_limit", "timeout", "drop_response", "latency")
+KINDS = ("status", "rate_limit", "timeout", "drop_response", "latency", "after_effect")
 FAULT_KEYS = {
+    "body",
     "vendor",
     "method",
     "path",
@@ -57,6 +58,7 @@ class Fault:
     retry_after: str | None = None
     hold_s: float = 30.0
     latency_ms: float = 0.0
+    body: str | None = None
     remaining: int | None = 1
     hits: int = 0
 
@@ -101,9 +103,19 @@ class FaultStore:
             not isinstance(times, int) or isinstance(times, bool) or times < 1
         ):
             raise FaultError("times must be a positive integer or null")
-        status = spec.get("status", 500 if kind == "status" else 504)
-        if not isinstance(status, int) or not 400 <= status <= 599:
+        status = spec.get("status", 500 if kind in ("status", "after_effect") else 504)
+        if kind == "after_effect":
+            # Performed, then any answer at all: success codes included (a 2xx with a body the
+            # caller cannot read is one of the answers a money call must survive).
+            if not _is_int(status) or not 100 <= status <= 599:
+                raise FaultError("status must be an HTTP status code (100-599)")
+        elif not _is_int(status) or not 400 <= status <= 599:
             raise FaultError("status must be an HTTP error code (400-599)")
+        body = spec.get("body")
+        if body is not None and not isinstance(body, str):
+            raise FaultError("body must be a string or null")
+        if body is not None and kind != "after_effect":
+            raise FaultError("body is only for kind after_effect")
         retry_after = spec.get("retry_after", 1 if kind == "rate_limit" else None)
         fault = Fault(
             id=next(self._ids),
@@ -115,6 +127,7 @@ class FaultStore:
             retry_after=None if retry_after is None else str(retry_after),
             hold_s=_number(spec, "hold_s", 30.0),
             latency_ms=_number(spec, "latency_ms", 0.0),
+            body=body,
             remaining=times,
         )
         self._faults.append(fault)
@@ -143,6 +156,10 @@ class FaultStore:
     def clear(self) -> None:
         """Delete every fault."""
         self._faults.clear()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _number(spec: dict[str, Any], key: str, default: float) -> float:
@@ -233,6 +250,10 @@ class VendorGate:
             elif fault.kind == "timeout":
                 await self._hold(receive, fault.hold_s)
                 await self._error(vendor, fault, counting_send)
+            elif fault.kind == "after_effect":
+                # The side effect happens (a charge is a charge), then the configured answer.
+                await self.app(scope, receive, _discard)
+                await self._error(vendor, fault, counting_send)
             else:  # drop_response: the side effect happens, the caller never hears of it
                 await self.app(scope, receive, _discard)
                 await self._hold(receive, fault.hold_s)
@@ -261,7 +282,10 @@ class VendorGate:
             429: "Too many requests",
             504: "Gateway timeout",
         }.get(status, "Injected fault")
-        body = json.dumps(self.ctx.error_body(vendor, status, message)).encode()
+        if fault.body is not None:
+            body = fault.body.encode()
+        else:
+            body = json.dumps(self.ctx.error_body(vendor, status, message)).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
