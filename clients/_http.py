@@ -35,6 +35,9 @@ from clients.errors import VendorStatusError
 from clients.errors import VendorTimeoutError
 
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+# httpx request extension marking a request that spends money: transports (tasks/limits.py)
+# must never send it again on their own, whatever it was answered.
+SPENDS_MONEY = "outbound.spends_money"
 USER_AGENT = "outbound-infra/0.1 (+httpx)"
 _MAX_MESSAGE = 300
 
@@ -139,8 +142,10 @@ def status_error(
     status = response.status_code
     text = _clip(message or response.reason_phrase or "HTTP error")
     request_id = request_id or response.headers.get("x-request-id")
-    # A 5xx on a paid call may come after the charge; retrying could pay twice.
-    unknown = spends_money and status >= 500
+    # Any answer to a paid call may come after the charge (a 409, 402 or 429 included: vendors
+    # do not promise to refuse before executing); retrying could pay twice. Only a connection
+    # never made proves a refusal, and that is not an HTTP answer.
+    unknown = spends_money
     retry = False if unknown else None
     if status == 429:
         header = response.headers.get("retry-after")
@@ -149,7 +154,12 @@ def status_error(
             ms = parse_retry_after(response.headers["retry-after-ms"])
             retry_after = None if ms is None else ms / 1000.0
         return errors.rate_limit(
-            text, status=status, request_id=request_id, retry_after=retry_after
+            text,
+            status=status,
+            request_id=request_id,
+            retry_after=retry_after,
+            retryable=retry,
+            outcome_unknown=unknown,
         )
     cls: type[VendorStatusError]
     if status in (400, 422):
@@ -240,7 +250,9 @@ class VendorHTTP:
 
         Raises the vendor's connection, status or validation error. With ``spends_money``,
         a failure after the request may have reached the vendor is marked
-        ``outcome_unknown=True`` and ``retryable=False``.
+        ``outcome_unknown=True`` and ``retryable=False``: every HTTP answer other than a 2xx
+        JSON body, and every transport failure except a connection never made. The request
+        then carries the ``SPENDS_MONEY`` extension so no transport sends it twice.
         """
         hidden = (*self._secrets, *(s for s in secrets if s))
         started = time.monotonic()
@@ -252,6 +264,7 @@ class VendorHTTP:
                 json=json,
                 headers=headers,
                 timeout=make_timeout(timeout) if timeout is not None else self.timeout,
+                extensions={SPENDS_MONEY: True} if spends_money else None,
             )
         except httpx.TransportError as exc:
             unknown = spends_money and _request_was_sent(exc)
@@ -279,7 +292,8 @@ class VendorHTTP:
             elapsed,
         )
         body = _decode(response)
-        if response.is_error:
+        # A paid call answered 1xx/3xx is no proof of anything either: classify it as an error.
+        if response.is_error or (spends_money and not response.is_success):
             try:
                 message, request_id = self._describe_error(body)
             except Exception:  # a describer must never hide the real failure
@@ -298,6 +312,8 @@ class VendorHTTP:
                 f"{method} {path}: response {response.status_code} is not JSON "
                 f"({response.headers.get('content-type', 'no content type')})",
                 status=response.status_code,
+                retryable=False if spends_money else None,
+                outcome_unknown=spends_money,
             )
         return body
 

@@ -14,7 +14,8 @@ most ``60 * rate + 1``: inside sliding windows such as Zapmail's 5/s and 200/min
 network): six requests can only land in one second of a 5/s window when their delays differ by
 more than ``5 / rate - 1`` seconds (0.56 s for Zapmail at 3.2/s; 42 ms for PlusVibe at 4.8/s,
 and that only while the bucket is kept full). Such a request is answered 429, which is absorbed
-below and never fails a task.
+below and never fails a task, except on a request that spends money: a vendor may answer 429
+after performing it, so that 429 goes back to the caller as an unknown outcome, never re-sent.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import httpx
 from prefect import get_client
 
+from clients._http import SPENDS_MONEY
 from tasks.pacing import pacer
 from tasks.pacing import take_slot
 
@@ -80,6 +82,10 @@ def ensure_limits() -> list[str]:
     return [vendor.name for vendor in VENDOR_LIMITS]
 
 
+def no_slot(_name: str) -> None:
+    """Take no slot at all: for tests of task code without a Prefect server (tasks.runtime)."""
+
+
 def zapmail_limits(request: httpx.Request) -> list[str]:
     """Limits a Zapmail request occupies: the general one, plus the availability bucket."""
     if request.url.path.endswith(AVAILABILITY_PATHS):
@@ -101,17 +107,23 @@ class ThrottledTransport(httpx.BaseTransport):
         self._take = take or take_slot
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Take the slot(s) and send; on a 429, wait as the vendor asks and send again."""
+        """Take the slot(s) and send; on a 429, wait as the vendor asks and send again.
+
+        Never again for a request marked as spending money (``SPENDS_MONEY`` extension): its
+        429 is returned as is, and the purchase protocol reconciles before anything else.
+        """
+        spends = bool(request.extensions.get(SPENDS_MONEY))
         for attempt in range(MAX_429_RESENDS + 1):
             # One limit at a time: acquiring several in one call makes Prefect compute the wait
             # from the slowest limit's refill rate even when only a fast one is busy.
             for name in self._limits_for(request):
                 self._take(name)
             response = self._inner.handle_request(request)
-            if response.status_code != 429 or attempt == MAX_429_RESENDS:
+            if response.status_code != 429 or attempt == MAX_429_RESENDS or spends:
                 return response
-            # A 429 is refused before any work is done, so sending again is safe even for a
-            # purchase; absorbing it here keeps rate limits from ever using up task retries.
+            # A 429 of a request that spends nothing is safe to send again; absorbing it here
+            # keeps rate limits from ever using up task retries. A purchase is never re-sent:
+            # nothing proves the vendor refused it before charging (issue 13).
             wait = _retry_after(response) or min(2.0**attempt, 30.0)
             response.read()
             response.close()
@@ -124,9 +136,9 @@ class ThrottledTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-def throttled(vendor: VendorLimit) -> ThrottledTransport:
+def throttled(vendor: VendorLimit, take: Callable[[str], None] | None = None) -> ThrottledTransport:
     """A transport that holds every request to ``vendor``'s single limit."""
-    return ThrottledTransport(lambda _request: [vendor.name])
+    return ThrottledTransport(lambda _request: [vendor.name], take=take)
 
 
 def paced(vendor: VendorLimit) -> ThrottledTransport:

@@ -1,16 +1,28 @@
 """The money-safe domain purchase protocol (invariant M1: a domain is bought at most once).
 
-Zapmail has no idempotency key and a lost answer may still have charged, so the protocol is:
+Zapmail has no idempotency key and any answer (a 409 or 429 included) may come after the
+charge, so the protocol is:
 
-1. Under the provision's lock, reconcile first: any domain with a recorded intent is looked up
-   in the provision's own Zapmail workspace; found means bought.
-2. Before spending: a stale availability answer is re-checked, and the wallet must cover the
-   total. Either failing stops the run for good with nothing spent.
-3. Record the intent (committed) before the single buy call; never retry that call blindly.
-4. After the call, whatever it answered, list the workspace: found means bought. A domain still
-   missing is searched for until ``purchase_settle_s`` after its intent; only if it is still
-   absent then (Zapmail refunds taken names and drops unpaid orders) and still free is it
-   proven not bought, and bought again (at most ``MAX_ROUNDS`` rounds per attempt).
+1. Under the provision's lock, reconcile first: any domain with a recorded intent (an unresolved
+   purchase attempt) is looked up in the provision's own Zapmail workspace; found means bought.
+2. Before spending: the run must still be current (``ensure_current``), a stale availability
+   answer is re-checked, and a domain with an earlier attempt is only bought again on a fresh
+   answer (never on a cache). Taken names stop the run for good with nothing spent.
+3. Under the wallet lock (account-wide), the balance minus every unresolved attempt of every
+   provision (reservations) must cover the buy; then its attempts (one row per domain, outcome
+   ``sent``: its reservation) and intents are committed before the single buy call.
+4. The only answer that proves a refusal is a connection never made: the attempts are resolved
+   ``not_bought``. Every other answer (any status, a 2xx we cannot read, a timeout after
+   sending, any exception) is unknown: whatever it said, the workspace is listed; found means
+   bought. A domain still missing is searched for until ``purchase_settle_s`` after its intent;
+   only if it is still absent then (Zapmail refunds taken names and drops unpaid orders) and
+   still free is it proven not bought, and bought again (at most ``MAX_ROUNDS`` rounds).
+5. A readable 2xx saying the wallet was short (an invoice, nothing registered) is listed once
+   and resolved ``not_bought``; the run stops for good (wallet short) instead of looping.
+
+The ledger (``PurchaseAttempt``) and ``Domain.purchase_state`` move together in one transaction:
+``intent`` while an attempt is unresolved, ``purchased`` once one is ``bought``, back to
+``selected`` when all are ``not_bought``, ``abandoned`` when ``taken``.
 """
 
 from __future__ import annotations
@@ -22,56 +34,130 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy import select
 
-from clients.errors import VendorError
+from clients.errors import VendorConnectionError
+from clients.zapmail import PurchaseResult
 from clients.zapmail import ZapmailClient
 from core.db import utcnow
+from core.models import AttemptOutcome
+from core.models import AttemptResolution
 from core.models import Domain
 from core.models import DomainCheck
 from core.models import Provision
 from core.models import ProvisionStatus
+from core.models import PurchaseAttempt
 from core.models import PurchaseState
 from tasks import runtime
 from tasks.errors import AmbiguousPurchaseError
+from tasks.errors import PipelineError
 from tasks.errors import ProvisioningBlockedError
+from tasks.guards import ensure_current
+from tasks.locks import wallet_lock
 
 AVAILABILITY_BATCH = 20  # Zapmail's available-bulk maximum
 SETTLE_POLL_S = 10.0
 # Buy rounds per attempt: a round only repeats for names proven not bought after settling.
 MAX_ROUNDS = 3
+_ANSWER_CHARS = 300
+WALLET_SHORT_MESSAGE = (
+    "We are topping up our domain registrar account before buying your domains. "
+    "Nothing has been bought or charged yet; our team has been alerted."
+)
+
+
+class WalletBusyError(PipelineError):
+    """The wallet is short only because of other runs' purchases in flight: wait, then retry."""
+
+    retryable = True
+    student_message = "Waiting for the registrar account to confirm other purchases."
 
 
 def buy_domains(provision_id: int, names: Sequence[str], details: dict[str, Any]) -> dict[str, str]:
     """Make sure every named domain is bought exactly once; return name -> Zapmail domain id."""
     workspace_id = _workspace_id(provision_id)
     client = runtime.zapmail().for_workspace(workspace_id)
+    fresh: dict[str, int] = {}  # name -> cents, from availability answers of this call only
     for _round in range(MAX_ROUNDS):
         if _in_state(provision_id, names, PurchaseState.INTENT):
             _reconcile(provision_id, client, names)
-            _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
+            fresh.update(
+                _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
+            )
         todo = _in_state(provision_id, names, PurchaseState.SELECTED)
         if not todo:
             break
         _refuse_if_cancelled(provision_id)
-        prices = _confirm_available(client, todo)
-        _confirm_wallet(client, prices)
-        _record_intent(provision_id, prices)
+        prices = _confirm_available(client, todo, fresh)
+        fresh.clear()  # an answer allows one buy call at most
+        _reserve(provision_id, client, prices)
         details.setdefault("buy_calls", []).append(sorted(todo))
         try:
-            client.buy_domains(todo)
-        except VendorError as exc:
-            if not exc.outcome_unknown:
-                # The vendor refused before charging (4xx, 429, connection never made).
-                _revert_intent(provision_id, todo)
+            result = client.buy_domains(todo)
+        except Exception as exc:
+            if _proven_refusal(exc):
+                # Nothing reached Zapmail: nothing was charged, and the retry buys afresh.
+                _answered(provision_id, todo, AttemptOutcome.REFUSED, _summary(exc))
+                _resolve_not_bought(provision_id, todo)
                 raise
-            details.setdefault("outcome_unknown", []).append(str(exc))
+            # Anything else may have come after the charge: reconcile before anything else.
+            _answered(provision_id, todo, AttemptOutcome.UNKNOWN, _summary(exc))
+            details.setdefault("outcome_unknown", []).append(_summary(exc))
+        else:
+            _answered(provision_id, todo, AttemptOutcome.ACCEPTED, _describe(result))
+            if result.short:
+                _stop_on_invoice(provision_id, client, names, todo, result)
         # Whatever the answer said, the workspace is the truth.
         _reconcile(provision_id, client, names)
-        _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
+        fresh.update(
+            _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
+        )
     bought = _purchased_ids(provision_id, names)
     _keep_renewing(provision_id, client, names)
     return bought
+
+
+def _proven_refusal(exc: BaseException) -> bool:
+    # Only a connection never made proves the vendor executed nothing (the client marks a
+    # sent request's transport failure outcome_unknown). Any HTTP answer, any parse failure,
+    # any other exception is no proof, whatever the client thought of it.
+    return isinstance(exc, VendorConnectionError) and not exc.outcome_unknown
+
+
+def _summary(exc: BaseException) -> str:
+    # The client's messages are redacted already; keep one line, bounded.
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text[:_ANSWER_CHARS]
+
+
+def _describe(result: PurchaseResult) -> str:
+    # The message only: invoice links are payable URLs, not something to keep.
+    text = " ".join(f"accepted: {result.message or 'no message'}".split())
+    return text[:_ANSWER_CHARS]
+
+
+def _stop_on_invoice(
+    provision_id: int,
+    client: ZapmailClient,
+    names: Sequence[str],
+    todo: Sequence[str],
+    result: PurchaseResult,
+) -> None:
+    """Zapmail invoiced instead of paying from the wallet: prove nothing registered, then stop."""
+    found = _reconcile(provision_id, client, names)
+    absent = [name for name in todo if name not in found]
+    # Nothing registers until the invoice is paid, and nobody pays it: listed absent now means
+    # not bought (the order is dropped after ~5 minutes, zapmail.md 7.4).
+    _resolve_not_bought(provision_id, absent)
+    if not absent:
+        return
+    raise ProvisioningBlockedError(
+        f"Zapmail wallet short: the buy of {absent} was answered with an invoice for the "
+        f"remaining amount ({result.message!r}); nothing was registered",
+        student_message=WALLET_SHORT_MESSAGE,
+        remedy="refund",
+    )
 
 
 def _refuse_if_cancelled(provision_id: int) -> None:
@@ -85,6 +171,8 @@ def _refuse_if_cancelled(provision_id: int) -> None:
             student_message="Your subscription has ended, so no domains were bought.",
             remedy="none",
         )
+    # A zombie of an older run claim spends nothing either.
+    ensure_current(provision_id)
 
 
 def _keep_renewing(provision_id: int, client: ZapmailClient, names: Sequence[str]) -> None:
@@ -95,6 +183,8 @@ def _keep_renewing(provision_id: int, client: ZapmailClient, names: Sequence[str
         ids = [row.zapmail_domain_id for row in rows if row.zapmail_domain_id]
     if not ids:
         return
+    # A run of a cancelled order (or a zombie) must not switch renewal back on.
+    ensure_current(provision_id)
     client.set_auto_renew(ids, True)
     with runtime.db() as session:
         for row in _domains(session, provision_id, names):
@@ -146,13 +236,17 @@ def _reconcile(provision_id: int, client: ZapmailClient, names: Sequence[str]) -
                 row.purchased_at = utcnow()
             row.zapmail_domain_id = remote.id
             row.status = remote.status
+        _resolve(session, provision_id, found, AttemptResolution.BOUGHT)
     return found
 
 
-def _settle(provision_id: int, client: ZapmailClient, pending: list[str]) -> None:
-    """Wait for domains with an intent to show up; decide what an absence means once settled."""
+def _settle(provision_id: int, client: ZapmailClient, pending: list[str]) -> dict[str, int]:
+    """Wait for domains with an intent to show up; decide what an absence means once settled.
+
+    Returns name -> cents for the names proven not bought and still free (a fresh answer).
+    """
     if not pending:
-        return
+        return {}
     settle = timedelta(seconds=runtime.settings().purchase_settle_s)
     with runtime.db() as session:
         last_intent = max(
@@ -164,9 +258,10 @@ def _settle(provision_id: int, client: ZapmailClient, pending: list[str]) -> Non
         _reconcile(provision_id, client, pending)
         pending = _in_state(provision_id, pending, PurchaseState.INTENT)
     if not pending:
-        return
+        return {}
     # Settled and still absent: nothing was charged (a taken name is refunded, an unpaid order
     # is dropped). Find out which, so we neither loop on a taken name nor give up on a free one.
+    # The listing and this answer are both fresh: no cache decides a second buy.
     answers = _check(client, pending)
     taken = sorted(name for name in pending if not answers[name][0])
     if taken:
@@ -180,7 +275,8 @@ def _settle(provision_id: int, client: ZapmailClient, pending: list[str]) -> Non
             remedy="another_domain",
         )
     # Free and not in our workspace after settling: proven not bought, so it may be bought again.
-    _revert_intent(provision_id, pending)
+    _resolve_not_bought(provision_id, pending)
+    return {name: answers[name][1] or 0 for name in pending}
 
 
 def _check(client: ZapmailClient, names: Sequence[str]) -> dict[str, tuple[bool, int | None]]:
@@ -207,8 +303,14 @@ def _cents(price: Decimal | None) -> int | None:
     return None if price is None else int((price * 100).to_integral_value())
 
 
-def _confirm_available(client: ZapmailClient, names: list[str]) -> dict[str, int]:
-    """Return name -> price in cents, re-checking stale answers; stop if any name is taken."""
+def _confirm_available(
+    client: ZapmailClient, names: list[str], fresh: dict[str, int]
+) -> dict[str, int]:
+    """Return name -> price in cents, re-checking stale answers; stop if any name is taken.
+
+    A name with an earlier purchase attempt is only bought again on an answer of this call
+    (``fresh``, from settling) or a new check: a cached answer never allows a second buy.
+    """
     fresh_after = utcnow() - timedelta(seconds=runtime.settings().availability_fresh_s)
     prices: dict[str, int] = {}
     stale = []
@@ -217,9 +319,21 @@ def _confirm_available(client: ZapmailClient, names: list[str]) -> dict[str, int
             c.name: c
             for c in session.scalars(select(DomainCheck).where(DomainCheck.name.in_(names)))
         }
+        tried = set(
+            session.scalars(
+                select(PurchaseAttempt.domain_name).where(PurchaseAttempt.domain_name.in_(names))
+            )
+        )
         for name in names:
             check = checks.get(name)
-            if check and check.available and check.price_cents and check.checked_at >= fresh_after:
+            if name in tried:
+                if fresh.get(name):
+                    prices[name] = fresh[name]
+                else:
+                    stale.append(name)
+            elif (
+                check and check.available and check.price_cents and check.checked_at >= fresh_after
+            ):
                 prices[name] = check.price_cents
             else:
                 stale.append(name)
@@ -239,31 +353,125 @@ def _confirm_available(client: ZapmailClient, names: list[str]) -> dict[str, int
     return prices
 
 
-def _confirm_wallet(client: ZapmailClient, prices: dict[str, int]) -> None:
-    """Stop before buying if the operator's wallet cannot pay (Zapmail would only invoice)."""
-    balance = client.get_wallet_balance().wallet_balance
-    needed = Decimal(sum(prices.values())) / 100
-    if balance is None or balance < needed:
-        raise ProvisioningBlockedError(
-            f"Zapmail wallet balance {balance} is below the {needed} needed",
-            student_message=(
-                "We are topping up our domain registrar account before buying your domains. "
-                "Nothing has been bought or charged yet; our team has been alerted."
-            ),
-            remedy="refund",
+def _reserve(provision_id: int, client: ZapmailClient, prices: dict[str, int]) -> None:
+    """Reserve the buy's price from the operator's wallet and record its attempts (committed).
+
+    Under the account-wide wallet lock: the balance minus every unresolved attempt of every
+    provision (money that may be charged any moment) must cover this buy. Conservative window:
+    an attempt already charged but not yet resolved is counted twice (once in the balance, once
+    as a reservation), which can only make a run wait, never spend what is not there.
+    """
+    needed = sum(prices.values())
+    with wallet_lock():
+        # Right before recording the intent: a cancelled order or a zombie run spends nothing.
+        ensure_current(provision_id)
+        balance = client.get_wallet_balance().wallet_balance
+        cents = None if balance is None else _cents(balance)
+        with runtime.db() as session:
+            reserved = session.scalar(
+                select(func.coalesce(func.sum(PurchaseAttempt.price_cents), 0)).where(
+                    PurchaseAttempt.resolution.is_(None)
+                )
+            )
+            detail = (
+                f"Zapmail wallet balance {balance} USD, reserved by purchases in flight "
+                f"{Decimal(reserved) / 100} USD, this buy needs {Decimal(needed) / 100} USD "
+                f"({len(prices)} domains)"
+            )
+            if cents is None or cents < needed:
+                # Short on its own: waiting for others would not help.
+                raise ProvisioningBlockedError(
+                    f"{detail}: the wallet is short", student_message=WALLET_SHORT_MESSAGE,
+                    remedy="refund",
+                )  # fmt: skip
+            if cents - reserved < needed:
+                raise WalletBusyError(f"{detail}: waiting for the purchases in flight")
+            _record_attempts(session, provision_id, prices)
+
+
+def _record_attempts(session: Any, provision_id: int, prices: dict[str, int]) -> None:
+    """Insert one ``sent`` attempt per domain and mark the intents, in the caller's transaction."""
+    now = utcnow()
+    run_id = _flow_run_id()
+    rows = _domains(session, provision_id, prices)
+    for row in rows:
+        # Never while an attempt of this name is unresolved, or bought by this provision.
+        blocking = session.scalar(
+            select(func.count()).where(
+                PurchaseAttempt.domain_name == row.name,
+                (PurchaseAttempt.resolution.is_(None))
+                | (
+                    (PurchaseAttempt.resolution == AttemptResolution.BOUGHT.value)
+                    & (PurchaseAttempt.provision_id == provision_id)
+                ),
+            )
         )
+        if blocking:
+            raise AmbiguousPurchaseError(
+                f"{row.name} has a purchase attempt in flight or bought; not buying it again"
+            )
+        last = session.scalar(
+            select(func.coalesce(func.max(PurchaseAttempt.attempt_no), 0)).where(
+                PurchaseAttempt.domain_name == row.name
+            )
+        )
+        session.add(
+            PurchaseAttempt(
+                provision_id=provision_id, upgrade_id=row.upgrade_id, domain_name=row.name,
+                attempt_no=last + 1, price_cents=prices[row.name], flow_run_id=run_id,
+                outcome=AttemptOutcome.SENT.value, started_at=now,
+            )
+        )  # fmt: skip
+        row.purchase_state = PurchaseState.INTENT.value
+        row.intent_at = now
+        row.price_cents = prices[row.name]
 
 
-def _record_intent(provision_id: int, prices: dict[str, int]) -> None:
+def _flow_run_id() -> str | None:
+    try:
+        from prefect.runtime import flow_run
+
+        value = flow_run.id
+    except Exception:  # noqa: BLE001 - outside a run (or Prefect unavailable): no id
+        return None
+    return None if value is None else str(value)
+
+
+def _answered(
+    provision_id: int, names: Sequence[str], outcome: AttemptOutcome, answer: str
+) -> None:
+    """Record what the buy call's answer proves on its unresolved attempts."""
     with runtime.db() as session:
-        for row in _domains(session, provision_id, prices):
-            row.purchase_state = PurchaseState.INTENT.value
-            row.intent_at = utcnow()
-            row.price_cents = prices[row.name]
+        for attempt in _open_attempts(session, provision_id, names):
+            attempt.outcome = outcome.value
+            attempt.answer = answer
+            attempt.answered_at = utcnow()
 
 
-def _revert_intent(provision_id: int, names: Sequence[str]) -> None:
+def _open_attempts(session: Any, provision_id: int, names: Iterable[str]) -> list[PurchaseAttempt]:
+    return list(
+        session.scalars(
+            select(PurchaseAttempt).where(
+                PurchaseAttempt.provision_id == provision_id,
+                PurchaseAttempt.domain_name.in_(list(names)),
+                PurchaseAttempt.resolution.is_(None),
+            )
+        )
+    )
+
+
+def _resolve(
+    session: Any, provision_id: int, names: Iterable[str], resolution: AttemptResolution
+) -> None:
+    for attempt in _open_attempts(session, provision_id, names):
+        attempt.resolution = resolution.value
+        attempt.resolved_at = utcnow()
+
+
+def _resolve_not_bought(provision_id: int, names: Sequence[str]) -> None:
+    """Proven not bought: resolve the attempts and make the domains buyable again."""
     with runtime.db() as session:
+        _resolve(session, provision_id, names, AttemptResolution.NOT_BOUGHT)
         for row in _domains(session, provision_id, names):
             if row.purchase_state == PurchaseState.INTENT:
                 row.purchase_state = PurchaseState.SELECTED.value
@@ -272,6 +480,7 @@ def _revert_intent(provision_id: int, names: Sequence[str]) -> None:
 
 def _abandon(provision_id: int, names: Sequence[str]) -> None:
     with runtime.db() as session:
+        _resolve(session, provision_id, names, AttemptResolution.TAKEN)
         for row in _domains(session, provision_id, names):
             row.purchase_state = PurchaseState.ABANDONED.value
 

@@ -6,6 +6,7 @@ and vendors through these accessors, built once per worker process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -26,11 +27,15 @@ from core.settings import get_settings
 from tasks.limits import HEYREACH
 from tasks.limits import PLUSVIBE
 from tasks.limits import ThrottledTransport
+from tasks.limits import no_slot
 from tasks.limits import throttled
 from tasks.limits import zapmail_limits
 
 _override: Settings | None = None
 _resolved: tuple[Settings, Settings] | None = None
+# False only for tests of the task code without a Prefect server (tests/tasks/): the clients'
+# transports then take no Prefect rate-limit slot, and behave the same otherwise.
+_prefect_limits = True
 
 
 # Prefect Secret blocks that hold the vendor keys when APP_VENDOR_SECRET_BLOCKS is on: operators
@@ -74,6 +79,20 @@ def use_settings(new: Settings | None) -> None:
         cached.cache_clear()
 
 
+def use_prefect_limits(enabled: bool) -> None:
+    """Whether vendor clients take Prefect rate-limit slots (off: tests without a Prefect server)."""
+    global _prefect_limits
+    _prefect_limits = enabled
+    for client in (zapmail, plusvibe, heyreach):
+        if client.cache_info().currsize:
+            client().close()
+        client.cache_clear()
+
+
+def _take() -> Callable[[str], None] | None:
+    return None if _prefect_limits else no_slot
+
+
 @lru_cache(maxsize=1)
 def engine() -> Engine:
     """The app-DB engine: from the SqlAlchemyConnector block when configured, else the URL."""
@@ -111,16 +130,18 @@ def db() -> Iterator[Session]:
 @lru_cache(maxsize=1)
 def zapmail() -> ZapmailClient:
     """The Zapmail client (use ``.for_workspace(id)`` for workspace-scoped calls)."""
-    return ZapmailClient.from_settings(settings(), transport=ThrottledTransport(zapmail_limits))
+    return ZapmailClient.from_settings(
+        settings(), transport=ThrottledTransport(zapmail_limits, take=_take())
+    )
 
 
 @lru_cache(maxsize=1)
 def plusvibe() -> PlusVibeClient:
     """The PlusVibe client, authenticated as the operator."""
-    return PlusVibeClient.from_settings(settings(), transport=throttled(PLUSVIBE))
+    return PlusVibeClient.from_settings(settings(), transport=throttled(PLUSVIBE, _take()))
 
 
 @lru_cache(maxsize=1)
 def heyreach() -> HeyReachClient:
     """The HeyReach client."""
-    return HeyReachClient.from_settings(settings(), transport=throttled(HEYREACH))
+    return HeyReachClient.from_settings(settings(), transport=throttled(HEYREACH, _take()))

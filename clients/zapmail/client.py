@@ -27,6 +27,7 @@ from clients._http import parse
 from clients._http import require_key
 from clients._http import text_of
 from clients._http import timeout_from_settings
+from clients.errors import ResponseValidationError
 from clients.zapmail.errors import ERRORS
 from clients.zapmail.models import AvailabilityResult
 from clients.zapmail.models import BillingDetails
@@ -239,10 +240,11 @@ class ZapmailClient:
     def buy_domains(self, names: Sequence[str], *, years: int = 1) -> PurchaseResult:
         """Buy domains from the wallet in ONE call. Spends money; never retry blindly.
 
-        Zapmail has no idempotency key. If this raises with ``exc.outcome_unknown`` (a timeout
-        after the request was sent, a dropped connection or a 5xx), the domains MAY have been
-        bought: such errors are marked ``retryable=False``; reconcile with ``find_domain``.
-        A short wallet is not an error: the result then carries an unpaid invoice link.
+        Zapmail has no idempotency key. If this raises with ``exc.outcome_unknown`` (any HTTP
+        answer but a readable 2xx, 4xx and 429 included, a timeout after the request was sent,
+        a dropped connection), the domains MAY have been bought: such errors are marked
+        ``retryable=False``; reconcile by listing the workspace. A short wallet is not an
+        error: the result then carries an unpaid invoice link (see :meth:`PurchaseResult.short`).
         """
         names = [n.strip() for n in names]
         if not names or not all(names):
@@ -259,7 +261,12 @@ class ZapmailClient:
             },
             spends_money=True,
         )
-        return parse(ERRORS, PurchaseResult, _flat(body), "domain purchase")
+        try:
+            return parse(ERRORS, PurchaseResult, _flat(body), "domain purchase")
+        except ResponseValidationError as exc:
+            # A 2xx we cannot read says nothing about the charge: unknown, never retried.
+            exc.outcome_unknown, exc.retryable = True, False
+            raise
 
     # Domains
 

@@ -134,6 +134,18 @@ class PurchaseResult(ZapmailModel):
     invoice_link: str | None = None
     payment_link: str | None = None
 
+    @property
+    def short(self) -> bool:
+        """Whether Zapmail says the wallet did not cover it (an invoice, nothing registers)."""
+        # zapmail.md 7.4: a short wallet is a 2xx whose message names the invoice for the
+        # remaining amount (or the insufficient balance); a payment link means nothing was paid.
+        text = (self.message or "").lower()
+        return (
+            "insufficient" in text
+            or "remaining amount" in text
+            or (self.payment_link is not None and self.invoice_link is None)
+        )
+
 
 class Mailbox(ZapmailModel):
     """A mailbox row from ``/v2/mailboxes/list`` (credentials are kept as ``SecretStr``)."""

@@ -58,15 +58,16 @@ def test_status_error_maps_every_status(errors, status, generic_cls, retryable):
     assert exc.vendor in str(exc) and "msg" in str(exc)
 
 
-def test_status_error_on_a_paid_call_marks_5xx_unknown_but_not_4xx():
-    server = status_error(
-        httpx.Response(500), ZAPMAIL, message=None, request_id=None, spends_money=True
+@pytest.mark.parametrize("status", [400, 402, 404, 409, 422, 429, 500, 504])
+def test_status_error_on_a_paid_call_marks_every_status_unknown(status):
+    # Issue 13: a vendor may execute a purchase and then answer 409 or 429; only a connection
+    # never made proves a refusal.
+    exc = status_error(
+        httpx.Response(status), ZAPMAIL, message=None, request_id=None, spends_money=True
     )
-    assert server.outcome_unknown and not server.retryable
-    bad = status_error(
-        httpx.Response(400), ZAPMAIL, message=None, request_id=None, spends_money=True
-    )
-    assert not bad.outcome_unknown
+    assert exc.outcome_unknown and not exc.retryable
+    free = status_error(httpx.Response(status), ZAPMAIL, message=None, request_id=None)
+    assert not free.outcome_unknown
 
 
 def test_status_error_falls_back_to_the_reason_phrase_and_request_id_header():

@@ -167,11 +167,60 @@ def test_zapmail_buy_connect_error_never_reached_the_vendor(zm, fake):
     assert info.value.retryable is True
 
 
-def test_zapmail_buy_rate_limit_is_safe_to_retry(zm, fake, reply):
+def test_zapmail_buy_rate_limit_is_an_unknown_outcome(zm, fake, reply):
+    # A vendor may answer 429 after performing the purchase: nothing proves it refused first.
     fake.on("POST", "/v2/domains/buy", reply(429, {"status": 429, "message": "Too many requests"}))
     with pytest.raises(ZapmailRateLimitError) as info:
         zm.buy_domains(["tryacme.com"])
-    assert info.value.retryable and not info.value.outcome_unknown
+    assert info.value.outcome_unknown and not info.value.retryable
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("status", [400, 402, 409, 422, 301, 302])
+def test_zapmail_buy_any_other_status_is_an_unknown_outcome(zm, fake, reply, status):
+    fake.on("POST", "/v2/domains/buy", reply(status, {"status": status, "message": "Nope"}))
+    with pytest.raises(ZapmailError) as info:
+        zm.buy_domains(["tryacme.com"])
+    assert info.value.outcome_unknown and not info.value.retryable
+    assert info.value.status == status
+
+
+@pytest.mark.parametrize("body", ["<html>garbled", "[1, 2]", '"Domains purchased"'])
+def test_zapmail_buy_2xx_that_cannot_be_read_is_an_unknown_outcome(zm, fake, reply, body):
+    fake.on("POST", "/v2/domains/buy", reply(200, body))
+    with pytest.raises(ZapmailError) as info:
+        zm.buy_domains(["tryacme.com"])
+    assert info.value.outcome_unknown and not info.value.retryable
+
+
+def test_zapmail_buy_is_marked_as_spending_for_the_transport(zm, fake, reply):
+    from clients._http import SPENDS_MONEY
+
+    fake.on("POST", "/v2/domains/buy", reply(200, {"message": "Domains purchased"}))
+    fake.on("GET", "/v2/wallet/balance", reply(200, {"walletBalance": 10}))
+    zm.buy_domains(["tryacme.com"])
+    zm.get_wallet_balance()
+    assert fake.last("/v2/domains/buy").extensions.get(SPENDS_MONEY) is True
+    assert not fake.last("/v2/wallet/balance").extensions.get(SPENDS_MONEY)
+
+
+@pytest.mark.parametrize(
+    ("body", "short"),
+    [
+        ({"message": "Domains purchased", "invoiceLink": "https://i/1"}, False),
+        (
+            {
+                "message": "Insufficient wallet balance. Invoice created for the remaining amount",
+                "invoiceLink": "https://i/2",
+            },
+            True,
+        ),
+        ({"message": "Payment link generated", "paymentLink": "https://p/3"}, True),
+    ],
+)
+def test_zapmail_buy_short_wallet_answer_is_recognised(zm, fake, reply, body, short):
+    fake.on("POST", "/v2/domains/buy", reply(200, body))
+    assert zm.buy_domains(["tryacme.com"]).short is short
 
 
 def test_zapmail_iter_domains_stops_on_total_pages(zm, fake, canned, reply):
@@ -478,7 +527,8 @@ def test_zapmail_400_maps_to_bad_request(zm, fake, reply):
     )
     with pytest.raises(ZapmailBadRequestError) as info:
         zm.buy_domains(["a.com"])
-    assert not info.value.retryable and not info.value.outcome_unknown
+    # On a purchase even a 400 is no proof that nothing was charged: reconcile, never retry.
+    assert not info.value.retryable and info.value.outcome_unknown
     assert "No active base plan found" in str(info.value)
 
 
