@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     # A wait first polls in-process this long (short waits skip the suspend/resume round trip),
     # then suspends. 0 = suspend at once.
     wait_inline_s: float = 30.0
+    # Dunning: an unpaid or paused subscription is cancelled (with its vendor resources) by the
+    # watchdog once it has been so for this long (Provision.past_due_since).
+    dunning_grace_s: float = Field(default=7 * 24 * 3600.0, ge=0)
     # Where flows keep their cross-process purchase locks when the app DB is SQLite.
     lock_dir: Path | None = None
 

@@ -2,7 +2,8 @@
 
 Every call reaches Prefect through ``settings.prefect_api_url`` and never through an ephemeral
 server: without a URL it fails fast with PrefectNotConfiguredError. Starts use
-``run_deployment(timeout=0, idempotency_key=...)``, so a repeated start returns the same run.
+``run_deployment(timeout=0, idempotency_key=...)``, so a repeated start returns the same run;
+only the outbox sender starts runs, after the commit that decided them (core/outbox.py).
 """
 
 from __future__ import annotations
@@ -87,10 +88,21 @@ def _prefect(url: str | None = None) -> Iterator[None]:
             raise OrchestrationError(f"Prefect call failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _start(deployment: str, parameters: dict[str, Any], idempotency_key: str | None) -> str:
+def start(
+    deployment: str,
+    parameters: dict[str, Any],
+    *,
+    idempotency_key: str | None,
+    url: str | None = None,
+) -> str:
+    """Start ``deployment`` with ``parameters``; return the flow run id (the same one on repeats).
+
+    Called by the outbox sender after the commit that decided the start (portal/outbox_sender.py),
+    never inside a transaction. ``url`` is the Prefect API URL for callers outside a request.
+    """
     from prefect.deployments import run_deployment
 
-    with _prefect():
+    with _prefect(url):
         run = run_deployment(
             deployment,
             parameters=parameters,
@@ -102,23 +114,10 @@ def _start(deployment: str, parameters: dict[str, Any], idempotency_key: str | N
 
 
 def start_provision(provision_id: int, *, idempotency_key: str) -> str:
-    """Start provisioning a paid provision; return the flow run id (the same one on repeats)."""
-    return _start(PROVISION_DEPLOYMENT, {"provision_id": provision_id}, idempotency_key)
-
-
-def start_upgrade(upgrade_id: int, *, idempotency_key: str) -> str:
-    """Start the upgrade flow for a paid upgrade; return the flow run id."""
-    return _start(UPGRADE_DEPLOYMENT, {"upgrade_id": upgrade_id}, idempotency_key)
-
-
-def start_refresh(provision_id: int, *, idempotency_key: str | None = None) -> str:
-    """Start a dashboard refresh for a provision; return the flow run id."""
-    return _start(REFRESH_DEPLOYMENT, {"provision_id": provision_id}, idempotency_key)
-
-
-def start_cancellation(provision_id: int, *, idempotency_key: str) -> str:
-    """Start the cancellation flow (releases vendor resources); return the flow run id."""
-    return _start(CANCEL_DEPLOYMENT, {"provision_id": provision_id}, idempotency_key)
+    """Deprecated: kept only until portal/fulfilment.py enqueues its start (helper B)."""
+    return start(
+        PROVISION_DEPLOYMENT, {"provision_id": provision_id}, idempotency_key=idempotency_key
+    )
 
 
 def _info(run: Any) -> RunInfo:

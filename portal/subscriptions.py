@@ -1,8 +1,12 @@
-"""Turning Stripe subscription and invoice facts into provision and upgrade state.
+"""Turning Stripe subscription, invoice, refund and dispute facts into provision and upgrade state.
 
 Subscription events mirror the subscription's status onto its provision (never starting
 provisioning: only a paid checkout does, see portal/fulfilment.py), ignoring events older than
-the state already applied. Invoice events pay upgrades (two invoices each) and renewals.
+the state already applied. ``unpaid`` and ``paused`` subscriptions start the dunning clock
+(``Provision.past_due_since``); the watchdog cancels the order once the grace period has passed
+(tasks/watchdog.py). Invoice events pay upgrades (two invoices each) and renewals. A full refund
+or a lost dispute cancels the order; the watchdog then cancels a subscription still billing.
+Nothing here calls Stripe or Prefect: runs are queued in the outbox and started after the commit.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from core import outbox
+from core.cancellation import request_cancellation
 from core.db import utcnow
+from core.models import Notification
 from core.models import Provision
 from core.models import ProvisionStatus
 from core.models import Upgrade
 from core.models import UpgradeStatus
-from portal import orchestration
 from portal.fulfilment import as_int
 from portal.fulfilment import id_of
 from portal.fulfilment import metadata_of
@@ -29,14 +35,46 @@ log = logging.getLogger(__name__)
 
 LIVE_SUBSCRIPTION = {"active", "trialing"}
 LATE_SUBSCRIPTION = {"past_due", "unpaid", "paused"}
+# Stripe stopped retrying (unpaid) or the subscription is paused: the dunning clock runs.
+DUNNING_SUBSCRIPTION = {"unpaid", "paused"}
 ENDED_SUBSCRIPTION = {"canceled", "incomplete_expired"}
 
 PAST_DUE_REASON = "Your last payment failed. Update your card in Billing to keep your mailboxes."
+SUBSCRIPTION_ENDED_REASON = "The subscription was cancelled."
+REFUNDED_REASON = "The payment was refunded, so the order was cancelled."
+DISPUTE_LOST_REASON = (
+    "The payment was disputed and the dispute was lost, so the order was cancelled."
+)
+UPGRADE_DEPLOYMENT = "upgrade/on-demand"
 
 
-def cancel_key(provision: Provision) -> str:
-    """One cancellation run per provision and subscription, whoever asks first (admin or Stripe)."""
-    return f"cancel:{provision.id}:{provision.stripe_subscription_id or 'none'}"
+def upgrade_key(upgrade_id: int, generation: int = 0) -> str:
+    """Idempotency key of an upgrade's run (a new generation only when the watchdog restarts it)."""
+    return f"upgrade:{upgrade_id}" if generation == 0 else f"upgrade:{upgrade_id}:g{generation}"
+
+
+def tell_student(db: Session, provision: Provision, *, key: str, subject: str, body: str) -> None:
+    """Queue one email to the provision's student in this transaction (sweep-waiting sends it)."""
+    if db.scalar(select(Notification.id).where(Notification.key == key)) is None:
+        db.add(Notification(key=key, recipient=provision.user.email, subject=subject, body=body))
+
+
+def cancel_order(db: Session, provision: Provision, *, reason: str, key: str) -> str:
+    """Cancel the order (compare-and-set, release queued) and tell the student; idempotent."""
+    db.flush()
+    if not request_cancellation(db, provision.id, reason=reason):
+        db.refresh(provision)
+        return "already_cancelled"
+    db.refresh(provision)
+    tell_student(
+        db,
+        provision,
+        key=f"{key}:student",
+        subject="Your outbound infrastructure order was cancelled",
+        body=f"{reason}\n\nYour mailboxes stop warming up and are removed; no further charges "
+        "are made. Reply to this email if this is a mistake.",
+    )
+    return f"cancelled ({reason})"
 
 
 def _provision_for_subscription(
@@ -106,26 +144,67 @@ def apply_subscription(db: Session, subscription: Any, created: datetime) -> str
     provision.subscription_status = subscription.status
     if provision.stripe_subscription_id is None:
         provision.stripe_subscription_id = subscription.id
+    _dunning_clock(provision, subscription.status, created)
     target = next_status(provision, subscription.status)
     if target is None:
         return "recorded"
     return _move(db, provision, target)
 
 
+def _dunning_clock(provision: Provision, subscription_status: str, created: datetime) -> None:
+    # Started once (the first unpaid/paused event), stopped when the subscription is live again.
+    if subscription_status in DUNNING_SUBSCRIPTION:
+        if provision.past_due_since is None:
+            provision.past_due_since = created
+    elif subscription_status in LIVE_SUBSCRIPTION:
+        provision.past_due_since = None
+
+
 def _move(db: Session, provision: Provision, target: str) -> str:
     previous = provision.status
+    if target == ProvisionStatus.CANCELLED.value:
+        # Release Zapmail seats and the rest: vendors keep billing until told (docs/market.md 3.2).
+        outcome = cancel_order(
+            db,
+            provision,
+            reason=SUBSCRIPTION_ENDED_REASON,
+            key=f"subscription-ended:{provision.id}:{provision.stripe_subscription_id}",
+        )
+        return f"{previous}->{target}" if outcome.startswith("cancelled") else outcome
     provision.status = target
     if target == ProvisionStatus.PAST_DUE.value:
         provision.status_reason = PAST_DUE_REASON
     elif previous == ProvisionStatus.PAST_DUE.value:
         provision.status_reason = None
-    if target == ProvisionStatus.CANCELLED.value:
-        provision.cancelled_at = utcnow()
-        provision.status_reason = provision.status_reason or "The subscription was cancelled."
-        db.flush()
-        # Release Zapmail seats and the rest: vendors keep billing until told (docs/market.md 3.2).
-        orchestration.start_cancellation(provision.id, idempotency_key=cancel_key(provision))
     return f"{previous}->{target}"
+
+
+def charge_refunded(db: Session, charge: Any) -> str:
+    """A charge was refunded (``charge`` as read from Stripe): a full refund cancels the order."""
+    provision = _provision_for_customer(db, charge)
+    if provision is None:
+        return "unknown_customer"
+    if not getattr(charge, "refunded", False):
+        # Partial: the order keeps running; the refund is in the event row for the admins.
+        return "partial_refund_recorded"
+    return cancel_order(db, provision, reason=REFUNDED_REASON, key=f"refunded:{charge.id}")
+
+
+def dispute_closed(db: Session, dispute_status: str, charge: Any) -> str:
+    """A dispute closed; lost (the money went back to the cardholder) cancels the order."""
+    if dispute_status != "lost":
+        return f"dispute_{dispute_status or 'closed'}_recorded"
+    provision = _provision_for_customer(db, charge)
+    if provision is None:
+        return "unknown_customer"
+    return cancel_order(db, provision, reason=DISPUTE_LOST_REASON, key=f"dispute-lost:{charge.id}")
+
+
+def _provision_for_customer(db: Session, charge: Any) -> Provision | None:
+    customer = id_of(getattr(charge, "customer", None))
+    if not customer:
+        return None
+    return db.scalar(select(Provision).where(Provision.stripe_customer_id == customer))
 
 
 def invoice_event(db: Session, event_type: str, invoice: Any, created: datetime) -> str:
@@ -219,11 +298,11 @@ def maybe_start_upgrade(db: Session, upgrade: Upgrade) -> str:
         .values(status=ProvisionStatus.UPGRADING.value)
         .execution_options(synchronize_session=False)
     )
-    run_id = orchestration.start_upgrade(upgrade.id, idempotency_key=f"upgrade:{upgrade.id}")
-    db.execute(
-        update(Upgrade)
-        .where(Upgrade.id == upgrade.id)
-        .values(flow_run_id=run_id)
-        .execution_options(synchronize_session=False)
+    # Started after the commit by the outbox sender; the flow run id lands on the upgrade then.
+    outbox.enqueue(
+        db,
+        key=upgrade_key(upgrade.id),
+        deployment=UPGRADE_DEPLOYMENT,
+        parameters={"upgrade_id": upgrade.id},
     )
     return "upgrade_started"

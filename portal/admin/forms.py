@@ -7,8 +7,10 @@ from typing import Any
 from flask_wtf import FlaskForm
 from wtforms import BooleanField
 from wtforms import IntegerField
+from wtforms import RadioField
 from wtforms import StringField
 from wtforms import TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 from wtforms.validators import Length
 from wtforms.validators import NumberRange
@@ -55,14 +57,28 @@ class TierForm(FlaskForm):  # type: ignore[misc]
             raise ValidationError("The monthly fee must be more than zero.")
 
 
+# What happens to the order after a refund: always chosen by the admin, never defaulted.
+KEEP_ORDER = "keep"
+CANCEL_ORDER = "cancel"
+
+
 class RefundForm(FlaskForm):  # type: ignore[misc]
-    """Refund all or part of a failed provision's payment."""
+    """Refund all or part of a provision's payment, deciding explicitly what happens to the order."""
 
     amount = StringField("Amount (USD, empty = everything)", validators=[Optional(), _money])
     reason = TextAreaField(
         "Reason (for the audit log)", validators=[DataRequired(), Length(max=500)]
     )
-    cancel_subscription = BooleanField("Also cancel the subscription", default=True)
+    # No default: a refund that leaves the subscription billing must be a decision, not an
+    # unticked box. (A cancelled order needs no choice; the view checks that.)
+    cancel_subscription = RadioField(
+        "After the refund",
+        choices=[
+            SelectChoice(KEEP_ORDER, "Keep the order running (the subscription keeps billing)"),
+            SelectChoice(CANCEL_ORDER, "Cancel the subscription and the order"),
+        ],
+        validate_choice=False,
+    )
 
 
 class ConfirmForm(FlaskForm):  # type: ignore[misc]

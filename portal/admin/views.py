@@ -22,6 +22,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from core import outbox
+from core.cancellation import release_again
+from core.cancellation import request_cancellation
 from core.db import utcnow
 from core.health import HealthLabel
 from core.health import mailbox_verdict
@@ -44,7 +47,10 @@ from core.pricing import daily_capacity
 from core.pricing import format_money
 from portal import billing
 from portal import orchestration
+from portal import outbox_sender
 from portal.admin import bp
+from portal.admin.forms import CANCEL_ORDER
+from portal.admin.forms import KEEP_ORDER
 from portal.admin.forms import ConfirmForm
 from portal.admin.forms import MoveForm
 from portal.admin.forms import NoteForm
@@ -54,7 +60,6 @@ from portal.db import get_db
 from portal.extensions import admin_required
 from portal.progress import STEP_INFO
 from portal.security import audit
-from portal.subscriptions import cancel_key
 
 SORT_KEYS = ("email", "tier", "status", "step", "time_in_step", "created")
 ATTENTION = {ProvisionStatus.FAILED.value, ProvisionStatus.PAST_DUE.value}
@@ -332,10 +337,10 @@ def retry(provision_id: int) -> ResponseReturnValue:
                 info = orchestration.retry_run(provision.current_flow_run_id)
                 run_id = info.id
             elif provision.stripe_checkout_session_id and provision.paid_at:
-                # Paid, but the run never started: start it with the checkout's own key.
-                run_id = orchestration.start_provision(
-                    provision.id, idempotency_key=f"checkout:{provision.stripe_checkout_session_id}"
-                )
+                # Paid, but the run never started: queue a start under a new key generation
+                # (the first key's run, if any, is gone or failed) and send it after the commit.
+                message = outbox.enqueue_restart(db, provision.id)
+                run_id = f"queued:{message.key}"
             else:
                 flash("This order was never paid, so there is nothing to retry.", "error")
                 return back
@@ -348,7 +353,7 @@ def retry(provision_id: int) -> ResponseReturnValue:
                     status=ProvisionStatus.PROVISIONING.value,
                     status_reason=None,
                     remedy=None,
-                    current_flow_run_id=run_id,
+                    current_flow_run_id=None if run_id.startswith("queued:") else run_id,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -375,9 +380,11 @@ def retry(provision_id: int) -> ResponseReturnValue:
             return back
     except orchestration.OrchestrationError as exc:
         db.rollback()
+        outbox_sender.discard_enqueued(db)
         flash(f"Prefect did not accept the retry: {exc}", "error")
         return back
     db.commit()
+    outbox_sender.send_committed(db)
     flash("Retry scheduled: the run resumes from its first unfinished step.", "success")
     return back
 
@@ -393,29 +400,39 @@ def cancel(provision_id: int) -> ResponseReturnValue:
     provision = _provision_or_404(provision_id)
     back = redirect(url_for("admin.provision_detail", provision_id=provision.id), code=303)
     if provision.status == ProvisionStatus.CANCELLED.value:
-        flash("This order is already cancelled.", "info")
+        # Asked again (e.g. the first release failed): a fresh release run, never the failed one.
+        release_again(db, provision.id)
+        audit(
+            db,
+            "provision_release_again",
+            target_type="provision",
+            target_id=provision.id,
+            details={"note": form.note.data or ""},
+        )
+        db.commit()
+        outbox_sender.send_committed(db)
+        flash("This order is already cancelled; its resources are being released again.", "info")
         return back
+    unpaid = provision.status == ProvisionStatus.PENDING_PAYMENT.value
     try:
-        if provision.status == ProvisionStatus.PENDING_PAYMENT.value:
+        if unpaid:
             if provision.stripe_checkout_session_id:
                 billing.expire_checkout(provision.stripe_checkout_session_id)
-            db.execute(
-                delete(Domain).where(
-                    Domain.provision_id == provision.id,
-                    Domain.purchase_state == PurchaseState.SELECTED.value,
-                )
-            )
         else:
             # Stripe first: vendor resources are released only once billing has stopped.
             billing.cancel_subscription(provision)
-            orchestration.start_cancellation(provision.id, idempotency_key=cancel_key(provision))
-    except (billing.BillingError, orchestration.OrchestrationError) as exc:
+    except billing.BillingError as exc:
         db.rollback()
         flash(f"Cancelling failed: {exc}", "error")
         return back
-    provision.status = ProvisionStatus.CANCELLED.value
-    provision.cancelled_at = utcnow()
-    provision.status_reason = "Cancelled by an instructor."
+    if unpaid:
+        db.execute(
+            delete(Domain).where(
+                Domain.provision_id == provision.id,
+                Domain.purchase_state == PurchaseState.SELECTED.value,
+            )
+        )
+    request_cancellation(db, provision.id, reason="Cancelled by an instructor.")
     audit(
         db,
         "provision_cancelled",
@@ -424,6 +441,7 @@ def cancel(provision_id: int) -> ResponseReturnValue:
         details={"note": form.note.data or ""},
     )
     db.commit()
+    outbox_sender.send_committed(db)
     flash("Order cancelled: billing stopped and its resources are being released.", "success")
     return back
 
@@ -446,6 +464,15 @@ def refund(provision_id: int) -> ResponseReturnValue:
             "Refunds are for orders whose setup failed for good (or that were cancelled).", "error"
         )
         return back
+    decision = form.cancel_subscription.data
+    if provision.status == ProvisionStatus.CANCELLED.value:
+        decision = CANCEL_ORDER  # already cancelled: nothing left to decide
+    if decision not in (KEEP_ORDER, CANCEL_ORDER):
+        flash(
+            "Choose what happens to the order: keep it running or cancel the subscription and the order.",
+            "error",
+        )
+        return back
     amount = getattr(form.amount, "cents", None) if form.amount.data else None
     if amount == 0:
         flash("Enter an amount above zero, or leave it empty for a full refund.", "error")
@@ -466,34 +493,45 @@ def refund(provision_id: int) -> ResponseReturnValue:
         db.rollback()
         flash(exc.student_message, "error")
         return back
+    stripe_error = None
+    if decision == CANCEL_ORDER and provision.status != ProvisionStatus.CANCELLED.value:
+        try:
+            billing.cancel_subscription(provision)
+        except billing.BillingError as exc:
+            # The order is cancelled below anyway; the watchdog cancels a subscription that a
+            # cancelled order still has (tasks/watchdog.py), so billing stops either way.
+            stripe_error = str(exc)
     audit(
         db,
         "refund",
         target_type="provision",
         target_id=provision.id,
-        details={"refund_id": result.id, "amount_cents": result.amount, "reason": form.reason.data},
+        details={
+            "refund_id": result.id,
+            "amount_cents": result.amount,
+            "reason": form.reason.data,
+            "order": decision,
+        },
     )
-    db.commit()
-    flash(f"Refunded {format_money(result.amount, result.currency)}.", "success")
-    if form.cancel_subscription.data and provision.status != ProvisionStatus.CANCELLED.value:
-        try:
-            billing.cancel_subscription(provision)
-            orchestration.start_cancellation(provision.id, idempotency_key=cancel_key(provision))
-        except (billing.BillingError, orchestration.OrchestrationError) as exc:
-            db.rollback()
-            flash(f"The refund went through, but cancelling failed: {exc}", "error")
-            return back
-        provision.status = ProvisionStatus.CANCELLED.value
-        provision.cancelled_at = utcnow()
-        provision.status_reason = "Refunded and cancelled."
+    if decision == CANCEL_ORDER and request_cancellation(
+        db, provision.id, reason="Refunded and cancelled."
+    ):
         audit(
             db,
             "provision_cancelled",
             target_type="provision",
             target_id=provision.id,
-            details={"note": "with refund"},
+            details={"note": "with refund", "stripe_error": stripe_error},
         )
-        db.commit()
+    db.commit()
+    outbox_sender.send_committed(db)
+    flash(f"Refunded {format_money(result.amount, result.currency)}.", "success")
+    if stripe_error:
+        flash(
+            f"The order is cancelled, but Stripe did not cancel the subscription yet ({stripe_error}); "
+            "it is retried automatically.",
+            "warning",
+        )
     return back
 
 

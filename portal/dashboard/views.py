@@ -22,6 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from core import outbox
 from core.crypto import SecretBox
 from core.crypto import SecretBoxError
 from core.db import utcnow
@@ -40,6 +41,7 @@ from portal import billing
 from portal import drafts
 from portal import insights
 from portal import orchestration
+from portal import outbox_sender
 from portal import subscriptions
 from portal.dashboard import bp
 from portal.db import get_db
@@ -226,16 +228,15 @@ def refresh() -> ResponseReturnValue:
             "warning",
         )
         return redirect(url_for("dashboard.overview"), code=303)
-    try:
-        orchestration.start_refresh(
-            provision.id, idempotency_key=f"refresh:{provision.id}:{int(now.timestamp())}"
-        )
-    except orchestration.OrchestrationError as exc:
-        db.rollback()
-        current_app.logger.error("refresh of provision %s failed to start: %s", provision.id, exc)
-        flash("The refresh could not be started right now. Try again in a minute.", "error")
-        return redirect(url_for("dashboard.overview"), code=303)
+    # Started after the commit by the outbox sender (never while this transaction is open).
+    outbox.enqueue(
+        db,
+        key=f"refresh:{provision.id}:{int(now.timestamp())}",
+        deployment=orchestration.REFRESH_DEPLOYMENT,
+        parameters={"provision_id": provision.id},
+    )
     db.commit()
+    outbox_sender.send_committed(db)
     flash("Refreshing your numbers from the providers; this takes a minute or two.", "success")
     return redirect(url_for("dashboard.overview"), code=303)
 
@@ -510,16 +511,12 @@ def _pay_upgrade(
     # Keep the payment facts even if starting the flow fails: paying again is then a no-op
     # (every charge above is idempotent) that only retries the start.
     db.commit()
-    try:
-        outcome = subscriptions.maybe_start_upgrade(db, upgrade_row)
-        if outcome in ("upgrade_started", "upgrade_already_started"):
-            drafts.clear(db, current_user.id, drafts.UPGRADE)
-        db.commit()
-    except orchestration.OrchestrationError as exc:
-        db.rollback()
-        current_app.logger.error("upgrade %s paid but not started: %s", upgrade_row.id, exc)
-        flash("Payment received. Your upgrade will start in a few minutes.", "warning")
-        return redirect(url_for("dashboard.overview"), code=303)
+    # The run is queued in the outbox and started by the sender after this commit.
+    outcome = subscriptions.maybe_start_upgrade(db, upgrade_row)
+    if outcome in ("upgrade_started", "upgrade_already_started"):
+        drafts.clear(db, current_user.id, drafts.UPGRADE)
+    db.commit()
+    outbox_sender.send_committed(db)
     if outcome == "upgrade_awaiting_payment":
         flash("Your payment is being confirmed; the upgrade starts as soon as it is.", "info")
         return redirect(url_for("dashboard.overview"), code=303)

@@ -1,4 +1,9 @@
-"""Webhook endpoints: verify on the raw body, record each event once, act in the same transaction."""
+"""Webhook endpoints: verify on the raw body, record each event once, act in the same transaction.
+
+Nothing slow happens while a transaction is open: what an event is about is read from Stripe
+(the source of truth, never the event body) before the event is recorded, and the runs it
+decides are queued in the outbox and started by the portal's sender after the commit.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +30,10 @@ from core.models import Provision
 from core.models import WebhookEvent
 from core.vendor_events import domain_of_vendor_event
 from core.vendor_events import wait_fully_announced
+from portal import billing
 from portal import fulfilment
 from portal import orchestration
+from portal import outbox_sender
 from portal import subscriptions
 from portal.billing import BillingError
 from portal.db import get_db
@@ -85,8 +92,26 @@ HANDLED = frozenset(
         "customer.subscription.deleted",
         "invoice.paid",
         "invoice.payment_failed",
+        "charge.refunded",
+        "charge.dispute.created",
+        "charge.dispute.closed",
     }
 )
+CHECKOUT_EVENTS = frozenset(
+    {
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "checkout.session.expired",
+    }
+)
+# Zapmail body fields the code reads (core/vendor_events.py) or an admin needs to identify the
+# subject; nothing else is stored (mailbox rows may carry an appPassword, M3).
+ZAPMAIL_KEPT = ("id", "domainId", "mailboxId", "domainName", "domain", "email", "status")
+
+
+class _StripeUnavailableError(Exception):
+    """Stripe could not be read; the delivery is answered 503 so that Stripe retries it."""
 
 
 def _has_object_id(event: Any) -> bool:
@@ -97,16 +122,48 @@ def _has_object_id(event: Any) -> bool:
     return isinstance(obj.to_dict().get("id"), str)
 
 
-def _dispatch(db: Session, event: Any) -> str:
+def _read_truth(event: Any) -> Any:
+    """What the event is about, read from Stripe before any transaction; None if Stripe has none.
+
+    Checkout Sessions and charges are acted on only as Stripe reports them now: a signed body
+    could still claim a payment that never happened.
+    """
+    kind = event.type
+    obj = event.data.object
+    try:
+        if kind in CHECKOUT_EVENTS:
+            return fulfilment.read_checkout(obj.id)
+        if kind == "charge.refunded":
+            return _read_charge(obj.id)
+        if kind == "charge.dispute.closed":
+            charge = fulfilment.id_of(getattr(obj, "charge", None))
+            return _read_charge(charge) if charge else None
+    except (BillingError, stripe.StripeError) as exc:
+        raise _StripeUnavailableError(str(exc)) from exc
+    return obj
+
+
+def _read_charge(charge_id: str) -> Any:
+    try:
+        return billing.stripe_client().v1.charges.retrieve(charge_id)
+    except stripe.InvalidRequestError as exc:
+        if exc.code == "resource_missing":
+            return None
+        raise
+
+
+def _dispatch(db: Session, event: Any, truth: Any) -> str:
     kind = event.type
     obj = event.data.object
     created = fulfilment.event_time(event)
+    if kind in CHECKOUT_EVENTS and truth is None:
+        return "unknown_session"
     if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-        return fulfilment.fulfil_checkout(db, obj)
+        return fulfilment.fulfil_checkout(db, truth)
     if kind == "checkout.session.async_payment_failed":
-        return fulfilment.payment_failed(db, obj)
+        return fulfilment.payment_failed(db, truth)
     if kind == "checkout.session.expired":
-        return fulfilment.checkout_expired(db, obj)
+        return fulfilment.checkout_expired(db, truth)
     if kind in (
         "customer.subscription.created",
         "customer.subscription.updated",
@@ -115,7 +172,26 @@ def _dispatch(db: Session, event: Any) -> str:
         return subscriptions.apply_subscription(db, obj, created)
     if kind in ("invoice.paid", "invoice.payment_failed"):
         return subscriptions.invoice_event(db, kind, obj, created)
+    if kind == "charge.refunded":
+        return "unknown_charge" if truth is None else subscriptions.charge_refunded(db, truth)
+    if kind == "charge.dispute.created":
+        return "dispute_recorded"
+    if kind == "charge.dispute.closed":
+        if truth is None:
+            return "unknown_charge"
+        return subscriptions.dispute_closed(db, str(getattr(obj, "status", "")), truth)
     return "ignored"
+
+
+def _seen(db: Session, provider: str, event_id: str) -> bool:
+    """Whether the event was recorded already (a cheap check before reading Stripe)."""
+    found = db.scalar(
+        select(WebhookEvent.id).where(
+            WebhookEvent.provider == provider, WebhookEvent.event_id == event_id
+        )
+    )
+    db.rollback()  # end the read transaction before any call to Stripe
+    return found is not None
 
 
 @bp.post("/stripe")
@@ -153,30 +229,42 @@ def stripe_webhook() -> ResponseReturnValue:
         return _bad("malformed event object")
 
     db = get_db()
+    if _seen(db, "stripe", event_id):
+        return jsonify(status="duplicate"), 200
+    try:
+        truth = _read_truth(event) if event_type in HANDLED else None
+    except _StripeUnavailableError as exc:
+        log.error("stripe event %s (%s): Stripe unreadable: %s", event_id, event_type, exc)
+        return jsonify(error="unavailable", reason="Stripe unavailable; retry later"), 503
     if not _record(db, "stripe", event_id, event_type, created, body):
         return jsonify(status="duplicate"), 200
     try:
-        outcome = _dispatch(db, event)
+        outcome = _dispatch(db, event, truth)
         db.execute(
             WebhookEvent.__table__.update()
             .where(WebhookEvent.provider == "stripe", WebhookEvent.event_id == event_id)
             .values(processed_at=utcnow())
         )
         db.commit()
-    except (orchestration.OrchestrationError, BillingError) as exc:
+    except BillingError as exc:
         # Not recorded: Stripe retries, and the same idempotency keys make the retry harmless.
         db.rollback()
+        outbox_sender.discard_enqueued(db)
         log.error("stripe event %s (%s) not processed: %s", event_id, event_type, exc)
         return jsonify(error="unavailable", reason="processing failed; retry later"), 503
     except IntegrityError as exc:
         db.rollback()
+        outbox_sender.discard_enqueued(db)
         log.error("stripe event %s (%s) conflicted: %s", event_id, event_type, exc)
         return jsonify(error="conflict", reason="processing conflicted; retry later"), 503
     except (AttributeError, KeyError, TypeError, ValueError):
         # A signed event whose object lacks what its type promises: refuse it, keep nothing.
         db.rollback()
+        outbox_sender.discard_enqueued(db)
         log.exception("stripe event %s (%s) malformed", event_id, event_type)
         return _bad("malformed event object")
+    # Committed: now start the runs it decided (off the request; the watchdog covers a loss).
+    outbox_sender.send_committed(db)
     log.info("stripe event %s %s: %s", event_id, event_type, outcome)
     return jsonify(status="ok", outcome=outcome), 200
 
@@ -215,7 +303,7 @@ def zapmail_webhook() -> ResponseReturnValue:
     # Zapmail sends no event id: the body's hash identifies a delivery.
     event_id = hashlib.sha256(payload).hexdigest()
     db = get_db()
-    if not _record(db, "zapmail", event_id, event_type, None, body):
+    if not _record(db, "zapmail", event_id, event_type, None, _minimal_zapmail(event_type, data)):
         return jsonify(status="duplicate"), 200
     # Committed before looking at what else was announced: deliveries for one provision's
     # domains often arrive together, and each must see the others once they are committed, or
@@ -231,15 +319,28 @@ def zapmail_webhook() -> ResponseReturnValue:
             .where(Domain.name == domain, Provision.waiting_for.is_not(None))
         )
     # One resume once every domain (or mailbox) of the wait is announced, not one per event.
+    run_id = None
     if (
         provision is not None
         and provision.current_flow_run_id
         and wait_fully_announced(db, provision)
     ):
+        run_id = provision.current_flow_run_id
+    db.rollback()  # read-only lookups: end their transaction before calling Prefect
+    if run_id is not None and provision is not None:
         try:
-            resumed = int(orchestration.resume_run(provision.current_flow_run_id))
+            resumed = int(orchestration.resume_run(run_id))
         except orchestration.OrchestrationError as exc:
             # The sweeper resumes it anyway; an early resume is only a bonus.
             log.warning("could not resume run of provision %s: %s", provision.id, exc)
-    db.rollback()  # read-only from here: end the transaction the lookups opened
     return jsonify(status="ok", resumed=resumed), 200
+
+
+def _minimal_zapmail(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The part of a Zapmail body worth keeping: its type and the subject's ids and status."""
+    kept = {
+        key: data[key]
+        for key in ZAPMAIL_KEPT
+        if isinstance(data.get(key), str | int | bool) and not isinstance(data.get(key), float)
+    }
+    return {"event": event_type, "data": kept}

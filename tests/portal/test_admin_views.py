@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.db import utcnow
 from core.models import AuditLog
+from core.models import OutboxMessage
 from core.models import Provision
 from core.models import Role
 from core.models import Tier
@@ -344,15 +345,30 @@ def test_refund_and_cancel_a_failed_provision(
     provision.remedy = "refund"
     session.commit()
     admin = _admin_client(app, session)
-    partial = admin.post(
+    # No decision about the order: refused before any money moves (issue 13: a refund without
+    # "cancel" used to leave the subscription billing and the order retryable by default).
+    undecided = admin.post(
         f"/admin/provisions/{provision.id}/refund",
         data={"amount": "20", "reason": "goodwill"},
         follow_redirects=True,
     )
+    assert "Choose what happens to the order" in undecided.get_data(as_text=True)
+    assert portal_sandbox.ledger(vendor="stripe", kind="refund") == []
+    partial = admin.post(
+        f"/admin/provisions/{provision.id}/refund",
+        data={"amount": "20", "reason": "goodwill", "cancel_subscription": "keep"},
+        follow_redirects=True,
+    )
     assert "Refunded $20." in partial.get_data(as_text=True)
+    session.expire_all()
+    kept = session.get(Provision, provision.id)
+    assert kept is not None and kept.status == "failed"
+    assert _stripe(portal_sandbox, f"subscriptions/{kept.stripe_subscription_id}")["status"] == (
+        "active"
+    )
     full = admin.post(
         f"/admin/provisions/{provision.id}/refund",
-        data={"amount": "", "reason": "setup failed for good", "cancel_subscription": "y"},
+        data={"amount": "", "reason": "setup failed for good", "cancel_subscription": "cancel"},
         follow_redirects=True,
     )
     assert "Refunded $124." in full.get_data(as_text=True)  # what was left of 144
@@ -364,9 +380,23 @@ def test_refund_and_cancel_a_failed_provision(
     sub = _stripe(portal_sandbox, f"subscriptions/{fresh.stripe_subscription_id}")
     assert sub["status"] == "canceled"
     assert _actions(session) == ["refund", "refund", "provision_cancelled"]
+    decisions = [
+        row.details["order"]
+        for row in session.scalars(
+            select(AuditLog).where(AuditLog.action == "refund").order_by(AuditLog.id)
+        )
+    ]
+    assert decisions == ["keep", "cancel"]
+    # Cancelled for good: the release run is queued under the new generation's key and the
+    # order can no longer be retried (cancelled is terminal).
+    assert session.scalar(
+        select(OutboxMessage).where(OutboxMessage.key == f"cancel:{provision.id}:1")
+    )
+    retried = admin.post(f"/admin/provisions/{provision.id}/retry", follow_redirects=True)
+    assert "Only a failed provisioning or upgrade can be retried" in retried.get_data(as_text=True)
     too_much = admin.post(
         f"/admin/provisions/{provision.id}/refund",
-        data={"amount": "1", "reason": "again"},
+        data={"amount": "1", "reason": "again", "cancel_subscription": "keep"},
         follow_redirects=True,
     )
     assert "Stripe refused the refund" in too_much.get_data(as_text=True)

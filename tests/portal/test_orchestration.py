@@ -16,7 +16,9 @@ def test_without_a_url_every_call_fails_fast(app: Flask) -> None:
     with app.app_context():
         started = time.monotonic()
         with pytest.raises(orchestration.PrefectNotConfiguredError, match="APP_PREFECT_API_URL"):
-            orchestration.start_provision(1, idempotency_key="k")
+            orchestration.start(
+                orchestration.PROVISION_DEPLOYMENT, {"provision_id": 1}, idempotency_key="k"
+            )
         with pytest.raises(orchestration.PrefectNotConfiguredError):
             orchestration.retry_run("00000000-0000-0000-0000-000000000000")
         # No silent ephemeral server: that would take seconds.
@@ -33,17 +35,20 @@ def test_flow_run_url_drops_the_api_suffix(app_factory: Any) -> None:
 def test_unreachable_prefect_is_an_orchestration_error(app_factory: Any) -> None:
     app = app_factory(prefect_api_url="http://127.0.0.1:9/api")
     with app.app_context(), pytest.raises(orchestration.OrchestrationError):
-        orchestration.start_refresh(1)
+        orchestration.start(
+            orchestration.REFRESH_DEPLOYMENT, {"provision_id": 1}, idempotency_key=None
+        )
 
 
 @pytest.mark.prefect
 def test_starts_are_idempotent_and_carry_ids_only(app_factory: Any, portal_prefect: str) -> None:
     app = app_factory(prefect_api_url=portal_prefect)
     with app.app_context():
-        first = orchestration.start_provision(41, idempotency_key="checkout:cs_test_idem")
-        again = orchestration.start_provision(41, idempotency_key="checkout:cs_test_idem")
-        upgrade = orchestration.start_upgrade(7, idempotency_key="upgrade:7")
-        cancel = orchestration.start_cancellation(41, idempotency_key="cancel:41")
+        start = orchestration.start
+        first = start("provision/on-demand", {"provision_id": 41}, idempotency_key="checkout:cs_i")
+        again = start("provision/on-demand", {"provision_id": 41}, idempotency_key="checkout:cs_i")
+        upgrade = start("upgrade/on-demand", {"upgrade_id": 7}, idempotency_key="upgrade:7")
+        cancel = start("cancel-provision/on-demand", {"provision_id": 41}, idempotency_key="c:41")
         info = orchestration.read_run(first)
     assert first == again
     assert info.state_type == "SCHEDULED" and info.deployment_id

@@ -1,0 +1,38 @@
+"""The watchdog: no paid order without a live run or a named reason, no cancelled order billing.
+
+Every minute (deployment ``watchdog/every-minute``, never overlapping itself): send the outbox
+rows the portal left unsent, restart (or escalate) paid orders whose run ended without finishing
+them, cancel orders past the dunning grace period, and cancel the Stripe subscription of
+cancelled orders that still have one. See tasks/watchdog.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.watchdog import enforce_dunning
+from tasks.watchdog import find_stalled
+from tasks.watchdog import restart_or_escalate
+from tasks.watchdog import send_outbox
+from tasks.watchdog import stop_billing_cancelled
+
+
+@flow(name="watchdog", flow_run_name="watchdog")
+def watchdog(send_after_s: float = 30.0) -> dict[str, Any]:
+    """One pass: outbox, stalled paid orders, dunning, billing of cancelled orders."""
+    sent = send_outbox(send_after_s)
+    restarted = {f"{s['kind']}:{s['id']}": restart_or_escalate(s) for s in find_stalled()}
+    dunned = enforce_dunning()
+    stopped = stop_billing_cancelled()
+    return {
+        "sent": sent,
+        "restarted": restarted,
+        "dunning_cancelled": dunned,
+        "billing_stopped": stopped,
+    }
+
+
+if __name__ == "__main__":
+    watchdog()
