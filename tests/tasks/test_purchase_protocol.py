@@ -345,3 +345,27 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("spends", "sent"), [(True, 1), (False, 2)])
+def test_the_throttled_transport_never_resends_a_spending_request_on_429(
+    spends: bool, sent: int
+) -> None:
+    from clients._http import SPENDS_MONEY
+    from tasks.limits import ThrottledTransport
+    from tasks.limits import no_slot
+
+    calls: list[httpx.Request] = []
+
+    def vendor(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"retry-after": "0"}, json={"status": 429})
+        return httpx.Response(200, json={"message": "Domains purchased"})
+
+    transport = ThrottledTransport(lambda _r: ["zapmail"], httpx.MockTransport(vendor), no_slot)
+    with httpx.Client(transport=transport, base_url="http://zapmail.test") as client:
+        extensions = {SPENDS_MONEY: True} if spends else None
+        response = client.post("/v2/domains/buy", json={}, extensions=extensions)
+    assert len(calls) == sent
+    assert response.status_code == (429 if spends else 200)
