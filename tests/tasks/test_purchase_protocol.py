@@ -269,7 +269,11 @@ def test_two_provisions_sharing_a_wallet_that_covers_one_buy_only_what_it_covers
     need = max(sum(prices[n] for n in first_names), sum(prices[n] for n in second_names))
     # Either provision fits alone, both together do not.
     set_wallet(money, (need + 100) / 100)
-    # The first buy call is slow, so the second run meets its reservation.
+    # The first buy call is slow (2 s, inside the client's timeout and the settle window, so
+    # its answer is heard), and the second run meets its reservation meanwhile.
+    money.settings.vendor_timeout_s = 5.0
+    money.settings.purchase_settle_s = 5.0
+    runtime.use_settings(money.settings)
     money.sandbox.add_fault(
         vendor="zapmail", method="POST", path=BUY, kind="latency", latency_ms=2000
     )
