@@ -60,6 +60,10 @@ def app_factory(
         return app
 
     yield build
+    # Let the outbox sender finish what the test's requests handed it before the engines go.
+    from portal import outbox_sender
+
+    outbox_sender.wait_idle(30)
     for app in apps:
         app.extensions["portal_db"].dispose()
 

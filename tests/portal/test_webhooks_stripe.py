@@ -16,15 +16,21 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import outbox
+from core.models import Notification
+from core.models import OutboxMessage
 from core.models import Provision
 from core.models import WebhookEvent
+from portal import outbox_sender
 from tests.portal import prefect_support
+from tests.portal.helpers import EventFeed
 from tests.portal.helpers import checkout_session
 from tests.portal.helpers import event
 from tests.portal.helpers import make_provision
 from tests.portal.helpers import make_user
 from tests.portal.helpers import post_event
 from tests.portal.helpers import sign
+from tests.portal.helpers import wizard_to_checkout
 
 PROVISION = "provision/on-demand"
 SUB = f"sub_live_{uuid.uuid4().hex[:12]}"
@@ -178,93 +184,147 @@ def test_metadata_naming_another_student_is_ignored(client: Any, session: Sessio
     assert _fresh(session, provision).status == "pending_payment"
 
 
+def _settled() -> None:
+    """Wait until the portal's outbox sender has started what the deliveries decided."""
+    assert outbox_sender.wait_idle(30)
+
+
+def _paid_checkout(client: Any, session: Session, sandbox: Any, brand: str) -> str:
+    """Sign in, walk the wizard and pay by card in the sandbox; return the session id."""
+    make_user(session, "ann@example.com")
+    session.commit()
+    client.post(
+        "/auth/login", data={"email": "ann@example.com", "password": "correct-horse-battery"}
+    )
+    sid = wizard_to_checkout(client, session, brand)
+    sandbox.control(
+        "POST", f"/stripe/checkout/{sid}/complete", json={"method": "card"}
+    ).raise_for_status()
+    return sid
+
+
+def _stripe_event(sandbox: Any, event_type: str) -> dict[str, Any]:
+    events = sandbox.control("GET", f"/stripe/events?type={event_type}").json()["events"]
+    return dict(events[-1])
+
+
 @pytest.mark.prefect
 def test_paid_checkout_starts_exactly_one_run(
-    prefect_app: Flask, portal_prefect: str, session: Session
+    prefect_app: Flask, portal_prefect: str, session: Session, portal_sandbox: Any
 ) -> None:
     client = prefect_app.test_client()
-    provision = _pending(session)
+    sid = _paid_checkout(client, session, portal_sandbox, "exactlyone")
     before = prefect_support.run_ids(portal_prefect, PROVISION)
-    body = event(
-        "checkout.session.completed",
-        checkout_session(provision, session_id=provision.stripe_checkout_session_id),
-    )
+    completed = _stripe_event(portal_sandbox, "checkout.session.completed")
+    body = json.dumps(completed).encode()
     assert post_event(client, body).json["outcome"] == "started"
     # The same event again, and a second event for the same session: both harmless.
     assert post_event(client, body).json["status"] == "duplicate"
-    again = event(
-        "checkout.session.async_payment_succeeded",
-        checkout_session(provision, session_id=provision.stripe_checkout_session_id),
-    )
+    again = json.dumps(
+        {**completed, "id": "evt_again_1", "type": "checkout.session.async_payment_succeeded"}
+    ).encode()
     assert post_event(client, again).json["outcome"] == "already_started"
-    fresh = _fresh(session, provision)
+    _settled()
+    fresh = session.scalars(select(Provision)).one()
     assert fresh.status == "provisioning"
     assert fresh.paid_at is not None
-    assert (fresh.stripe_customer_id, fresh.stripe_subscription_id) == ("cus_1", "sub_1")
     new = prefect_support.run_ids(portal_prefect, PROVISION) - before
     assert new == {fresh.current_flow_run_id}
     run = prefect_support.read_run(portal_prefect, fresh.current_flow_run_id)
-    assert run.parameters == {"provision_id": provision.id}
-    assert run.idempotency_key == f"checkout:{provision.stripe_checkout_session_id}"
+    assert run.parameters == {"provision_id": fresh.id}
+    assert run.idempotency_key == f"checkout:{sid}"
+    row = session.scalars(select(OutboxMessage).where(OutboxMessage.key == f"checkout:{sid}")).one()
+    assert (row.result, row.attempts) == (fresh.current_flow_run_id, 1) and row.sent_at
 
 
 @pytest.mark.prefect
-def test_unpaid_checkout_starts_nothing_until_the_async_payment_succeeds(
-    prefect_app: Flask, portal_prefect: str, session: Session
+def test_prefect_down_the_webhook_still_answers_and_a_later_sender_starts_one_run(
+    app: Flask, portal_prefect: str, session: Session, portal_sandbox: Any
+) -> None:
+    """The start no longer happens in the request: Prefect down costs no 503 and no lost order."""
+    client = app.test_client()  # this app has no Prefect URL: every start fails
+    sid = _paid_checkout(client, session, portal_sandbox, "prefectdown")
+    before = prefect_support.run_ids(portal_prefect, PROVISION)
+    body = json.dumps(_stripe_event(portal_sandbox, "checkout.session.completed")).encode()
+    response = post_event(client, body)
+    assert (response.status_code, response.json["outcome"]) == (200, "started")
+    _settled()
+    row = session.scalars(select(OutboxMessage).where(OutboxMessage.key == f"checkout:{sid}")).one()
+    assert row.sent_at is None and "APP_PREFECT_API_URL" in (row.last_error or "")
+    assert session.scalars(select(Provision)).one().status == "provisioning"
+    # A second sender (the watchdog's, here with the portal's start) sends it once it is due.
+    session.execute(OutboxMessage.__table__.update().values(next_attempt_at=row.created_at))
+    session.commit()
+    scope = outbox_sender.scope_of(app.extensions["portal_db"].factory)
+    for _ in range(2):  # a second pass finds nothing left to send
+        outbox.send_due(scope, outbox_sender.perform_with(portal_prefect))
+    new = prefect_support.run_ids(portal_prefect, PROVISION) - before
+    assert len(new) == 1
+    session.expire_all()
+    assert session.scalars(select(Provision)).one().current_flow_run_id in new
+
+
+@pytest.mark.prefect
+def test_stripe_unreachable_while_reading_answers_503_and_records_nothing(
+    prefect_app: Flask, session: Session, portal_sandbox: Any
 ) -> None:
     client = prefect_app.test_client()
-    provision = _pending(session)
-    sid = provision.stripe_checkout_session_id
-    before = prefect_support.run_ids(portal_prefect, PROVISION)
-    unpaid = event(
-        "checkout.session.completed", checkout_session(provision, session_id=sid, paid=False)
+    _paid_checkout(client, session, portal_sandbox, "stripedown")
+    body = json.dumps(_stripe_event(portal_sandbox, "checkout.session.completed")).encode()
+    settings = prefect_app.extensions["settings"]
+    prefect_app.extensions["settings"] = settings.model_copy(
+        update={"stripe_api_base": "http://127.0.0.1:9/stripe"}
     )
-    assert post_event(client, unpaid).json["outcome"] == "awaiting_payment"
-    assert _fresh(session, provision).status == "pending_payment"
-    assert prefect_support.run_ids(portal_prefect, PROVISION) == before
-    paid = event(
-        "checkout.session.async_payment_succeeded", checkout_session(provision, session_id=sid)
-    )
-    assert post_event(client, paid).json["outcome"] == "started"
-    assert len(prefect_support.run_ids(portal_prefect, PROVISION) - before) == 1
-
-
-def test_async_payment_failure_keeps_the_order_payable(client: Any, session: Session) -> None:
-    provision = _pending(session)
-    obj = checkout_session(provision, session_id=provision.stripe_checkout_session_id, paid=False)
-    assert (
-        post_event(client, event("checkout.session.async_payment_failed", obj)).status_code == 200
-    )
-    fresh = _fresh(session, provision)
-    assert fresh.status == "pending_payment"
-    assert "did not go through" in (fresh.status_reason or "")
-
-
-def test_prefect_unreachable_answers_503_and_keeps_nothing(client: Any, session: Session) -> None:
-    provision = _pending(session)
-    body = event(
-        "checkout.session.completed",
-        checkout_session(provision, session_id=provision.stripe_checkout_session_id),
-    )
-    response = post_event(client, body)  # the app has no Prefect URL: start_provision fails fast
+    try:
+        response = post_event(client, body)
+    finally:
+        prefect_app.extensions["settings"] = settings
     assert response.status_code == 503
     assert _events(session) == 0
-    assert _fresh(session, provision).status == "pending_payment"
+    assert session.scalars(select(Provision)).one().status == "pending_payment"
+    # Stripe's retry, once Stripe answers, provisions.
+    assert post_event(client, body).json["outcome"] == "started"
 
 
 @pytest.mark.prefect
-def test_stripe_retry_after_a_failed_start_starts_one_run(
-    app: Flask, prefect_app: Flask, portal_prefect: str, session: Session
+def test_a_rolled_back_webhook_transaction_leaves_no_outbox_row_and_no_run(
+    prefect_app: Flask,
+    portal_prefect: str,
+    session: Session,
+    portal_sandbox: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    provision = _pending(session)
-    body = event(
-        "checkout.session.completed",
-        checkout_session(provision, session_id=provision.stripe_checkout_session_id),
-    )
+    """Issue 13: a run started inside the webhook's transaction outlived its rollback.
+
+    It then found the order still pending_payment, failed silently, and Stripe's retry got that
+    same failed run back from the idempotency key. Now the start happens after the commit.
+    """
+    client = prefect_app.test_client()
+    sid = _paid_checkout(client, session, portal_sandbox, "rolledback")
+    body = json.dumps(_stripe_event(portal_sandbox, "checkout.session.completed")).encode()
     before = prefect_support.run_ids(portal_prefect, PROVISION)
-    assert post_event(app.test_client(), body).status_code == 503
-    assert post_event(prefect_app.test_client(), body).status_code == 200
-    assert len(prefect_support.run_ids(portal_prefect, PROVISION) - before) == 1
+    from sqlalchemy.exc import IntegrityError
+
+    from portal.webhooks import views
+
+    def conflict() -> Any:
+        raise IntegrityError("UPDATE webhook_events", {}, Exception("injected conflict"))
+
+    # The transaction fails after fulfilment decided to start the run (at processed_at).
+    monkeypatch.setattr(views, "utcnow", conflict)
+    assert post_event(client, body).status_code == 503
+    _settled()
+    assert session.scalars(select(OutboxMessage)).all() == []
+    assert prefect_support.run_ids(portal_prefect, PROVISION) == before
+    assert session.scalars(select(Provision)).one().status == "pending_payment"
+    monkeypatch.undo()
+    # Stripe's retry starts exactly one run, which finds the order paid.
+    assert post_event(client, body).json["outcome"] == "started"
+    _settled()
+    new = prefect_support.run_ids(portal_prefect, PROVISION) - before
+    assert len(new) == 1
+    run = prefect_support.read_run(portal_prefect, new.pop())
+    assert run.idempotency_key == f"checkout:{sid}"
 
 
 def test_subscription_update_before_checkout_is_harmless(client: Any, session: Session) -> None:
@@ -351,6 +411,7 @@ def test_subscription_deleted_cancels_and_starts_cleanup(
     post_event(
         client, event("customer.subscription.deleted", _sub("canceled"))
     )  # another id, same fact
+    _settled()
     fresh = _fresh(session, provision)
     assert fresh.status == "cancelled"
     assert fresh.cancelled_at is not None
@@ -360,21 +421,15 @@ def test_subscription_deleted_cancels_and_starts_cleanup(
 @pytest.mark.prefect
 @pytest.mark.postgres_only
 def test_concurrent_duplicate_deliveries_start_one_run(
-    prefect_app: Flask, portal_prefect: str, session: Session
+    prefect_app: Flask, portal_prefect: str, session: Session, portal_sandbox: Any
 ) -> None:
-    provision = _pending(session)
+    _paid_checkout(prefect_app.test_client(), session, portal_sandbox, "racers")
     before = prefect_support.run_ids(portal_prefect, PROVISION)
-    sid = provision.stripe_checkout_session_id
-    same = event(
-        "checkout.session.completed",
-        checkout_session(provision, session_id=sid),
-        event_id="evt_race_1",
-    )
-    other = event(
-        "checkout.session.async_payment_succeeded",
-        checkout_session(provision, session_id=sid),
-        event_id="evt_race_2",
-    )
+    completed = _stripe_event(portal_sandbox, "checkout.session.completed")
+    same = json.dumps({**completed, "id": "evt_race_1"}).encode()
+    other = json.dumps(
+        {**completed, "id": "evt_race_2", "type": "checkout.session.async_payment_succeeded"}
+    ).encode()
     barrier = threading.Barrier(4)
     results: list[int] = []
 
@@ -388,10 +443,11 @@ def test_concurrent_duplicate_deliveries_start_one_run(
         thread.start()
     for thread in threads:
         thread.join()
+    _settled()
     assert results == [200, 200, 200, 200]
     assert len(prefect_support.run_ids(portal_prefect, PROVISION) - before) == 1
     assert _events(session) == 2
-    assert _fresh(session, provision).status == "provisioning"
+    assert session.scalars(select(Provision)).one().status == "provisioning"
 
 
 @pytest.mark.prefect
@@ -452,6 +508,7 @@ def test_real_sandbox_events_in_any_order_and_twice_start_one_run(
     ).json()
     assert subscription["metadata"]["provision_id"] == str(provision.id)
     assert subscription["metadata"]["user_id"] == str(user.id)
+    _settled()
     assert len(prefect_support.run_ids(portal_prefect, PROVISION) - before) == 1
     assert _events(session) == len(events)
 
@@ -501,6 +558,7 @@ def test_failed_bank_debit_then_card_payment_provisions_once(
         "events"
     ][-1]
     assert provision.stripe_subscription_id == paid["data"]["object"]["subscription"]
+    _settled()
     assert len(prefect_support.run_ids(portal_prefect, PROVISION) - before) == 1
 
 
@@ -532,6 +590,7 @@ def test_bank_debit_that_clears_starts_provisioning(
     assert "started" in outcomes
     provision = session.scalars(select(Provision)).one()
     assert (provision.status, provision.status_reason) == ("provisioning", None)
+    _settled()
     assert len(prefect_support.run_ids(portal_prefect, PROVISION) - before) == 1
 
 
@@ -557,4 +616,107 @@ def test_signed_event_missing_what_its_handler_needs_is_400_and_writes_nothing(
         "active",
         None,
         None,
+    )
+
+
+# --- billing lifecycle (issue 13, item 6) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["unpaid", "paused"])
+def test_unpaid_or_paused_subscription_starts_the_dunning_clock(
+    client: Any, session: Session, status: str
+) -> None:
+    provision = _active(session)
+    now = int(time.time())
+    post_event(client, event("customer.subscription.updated", _sub(status), created=now))
+    fresh = _fresh(session, provision)
+    assert fresh.status == "past_due"
+    assert fresh.past_due_since is not None and int(fresh.past_due_since.timestamp()) == now
+    # A later unpaid event keeps the clock's start; paying again stops it.
+    post_event(client, event("customer.subscription.updated", _sub(status), created=now + 5))
+    assert int(_fresh(session, provision).past_due_since.timestamp()) == now  # type: ignore[union-attr]
+    post_event(client, event("customer.subscription.updated", _sub("active"), created=now + 9))
+    fresh = _fresh(session, provision)
+    assert (fresh.status, fresh.past_due_since) == ("active", None)
+
+
+def _charge_of(sandbox: Any, sid: str) -> dict[str, Any]:
+    """The charge that paid a sandbox checkout."""
+    intent = None
+    for e in sandbox.control("GET", "/stripe/events").json()["events"]:
+        if e["type"] == "charge.succeeded":
+            intent = e["data"]["object"]
+    assert intent is not None, f"no charge for {sid}"
+    return dict(intent)
+
+
+def _refund(sandbox: Any, charge_id: str, amount: int | None = None) -> None:
+    params = {"charge": charge_id, **({"amount": str(amount)} if amount else {})}
+    httpx.post(
+        f"{sandbox.stripe_url}/v1/refunds",
+        data=params,
+        headers={"Authorization": "Bearer sk_test_sandbox"},
+    ).raise_for_status()
+
+
+@pytest.mark.prefect
+def test_full_refund_cancels_the_order_partial_refund_is_only_recorded(
+    prefect_app: Flask, portal_prefect: str, session: Session, portal_sandbox: Any
+) -> None:
+    """Issue 13: charge.refunded was ignored, so a refunded order kept its vendor resources."""
+    client = prefect_app.test_client()
+    feed = EventFeed(portal_sandbox)
+    sid = _paid_checkout(client, session, portal_sandbox, "refunded")
+    feed.deliver(client)
+    provision = session.scalars(select(Provision)).one()
+    assert provision.status == "provisioning"
+    charge = _charge_of(portal_sandbox, sid)
+    _refund(portal_sandbox, charge["id"], 1000)
+    outcomes = [r.json.get("outcome") for r in feed.deliver(client)]
+    assert "partial_refund_recorded" in outcomes
+    assert _fresh(session, provision).status == "provisioning"
+    _refund(portal_sandbox, charge["id"])
+    outcomes = [r.json.get("outcome") for r in feed.deliver(client)]
+    assert any(str(o).startswith("cancelled") for o in outcomes), outcomes
+    _settled()
+    fresh = _fresh(session, provision)
+    assert fresh.status == "cancelled" and "refunded" in (fresh.status_reason or "")
+    before = prefect_support.run_ids(portal_prefect, CANCEL)
+    cancel_row = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.key == f"cancel:{provision.id}:1")
+    ).one()
+    assert cancel_row.result in before
+    told = session.scalars(select(Notification)).all()
+    assert [n.recipient for n in told] == ["ann@example.com"]
+
+
+@pytest.mark.prefect
+def test_lost_dispute_cancels_the_order_an_open_one_is_recorded(
+    prefect_app: Flask, session: Session, portal_sandbox: Any
+) -> None:
+    """Issue 13: disputes were ignored. The charge is read from Stripe, not taken from the body."""
+    client = prefect_app.test_client()
+    feed = EventFeed(portal_sandbox)
+    sid = _paid_checkout(client, session, portal_sandbox, "disputed")
+    feed.deliver(client)
+    provision = session.scalars(select(Provision)).one()
+    charge = _charge_of(portal_sandbox, sid)
+    dispute = {
+        "id": "dp_1",
+        "object": "dispute",
+        "charge": charge["id"],
+        "status": "needs_response",
+    }
+    opened = post_event(client, event("charge.dispute.created", dispute))
+    assert opened.json["outcome"] == "dispute_recorded"
+    won = post_event(client, event("charge.dispute.closed", {**dispute, "status": "won"}))
+    assert won.json["outcome"] == "dispute_won_recorded"
+    assert _fresh(session, provision).status == "provisioning"
+    lost = post_event(client, event("charge.dispute.closed", {**dispute, "status": "lost"}))
+    assert str(lost.json["outcome"]).startswith("cancelled")
+    assert _fresh(session, provision).status == "cancelled"
+    # A dispute naming a charge Stripe does not know changes nothing.
+    ghost = {**dispute, "id": "dp_2", "charge": "ch_nobody", "status": "lost"}
+    assert post_event(client, event("charge.dispute.closed", ghost)).json["outcome"] == (
+        "unknown_charge"
     )
