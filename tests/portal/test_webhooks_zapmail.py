@@ -150,3 +150,30 @@ def test_mailboxes_wait_counts_addresses_not_domains(
         _post(client, "mailbox.updated", {"email": last, "domain": "waitsix.com"})["resumed"] == 1
     )
     assert len(resumed) == 1
+
+
+def test_only_the_type_and_the_subject_ids_are_stored(app_factory: Any, session: Session) -> None:
+    """Issue 13 (M3): bodies were stored verbatim; a mailbox row may carry its appPassword."""
+    client = app_factory(ZAPMAIL_WEBHOOK_SECRET=SECRET).test_client()
+    body = json.dumps(
+        {
+            "event": "mailbox.updated",
+            "data": {
+                "id": "mbx_1",
+                "email": "ann@tryacme.com",
+                "status": "ACTIVE",
+                "appPassword": "abcd efgh ijkl mnop",
+                "password": "hunter2-secret",
+                "nested": {"appPassword": "deep-secret"},
+            },
+        }
+    ).encode()
+    assert client.post("/webhooks/zapmail", data=body, headers=_signed(body)).status_code == 200
+    row = session.scalars(select(WebhookEvent)).one()
+    assert row.payload == {
+        "event": "mailbox.updated",
+        "data": {"id": "mbx_1", "email": "ann@tryacme.com", "status": "ACTIVE"},
+    }
+    stored = json.dumps(row.payload)
+    for secret in ("abcd efgh", "hunter2", "deep-secret", "appPassword"):
+        assert secret not in stored
