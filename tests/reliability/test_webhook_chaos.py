@@ -166,6 +166,10 @@ def test_chaos_deliveries_provision_each_paid_checkout_exactly_once(
     assert bad_that_wrote == []
 
     # Exactly one run per paid checkout, none for the others, and the provision points at it.
+    # Runs start after the commit (the outbox sender): let it finish what it was handed.
+    from portal import outbox_sender
+
+    assert outbox_sender.wait_idle(60)
     runs = _runs_by_provision(portal_prefect, started)
     session.expire_all()
     ids = [c.provision_id for c in checkouts]
