@@ -137,15 +137,26 @@ def checkout_key(provision_id: int, params: dict[str, Any], attempt: int) -> str
     return f"checkout:{provision_id}:{attempt}:{digest}"
 
 
-def create_checkout(provision: Provision, tier: Tier, user: User, *, attempt: int) -> Checkout:
-    """Create the subscription-mode Checkout Session: monthly price plus the one-time setup fee."""
+def create_checkout(
+    provision: Provision, tier: Tier, user: User, *, attempt: int, order_id: int
+) -> Checkout:
+    """Create the subscription-mode Checkout Session: monthly price plus the one-time setup fee.
+
+    ``order_id`` names the snapshot of what this session sells (portal/orders.py); it goes into
+    the session's and the subscription's metadata, so fulfilment and refunds find it from Stripe.
+    """
     public = current_app.config["PUBLIC_URL"]
     if tier.stripe_monthly_price_id is None:
         raise BillingError("tier has no monthly price")
     line_items = [{"price": tier.stripe_monthly_price_id, "quantity": 1}]
     if tier.stripe_setup_price_id:
         line_items.append({"price": tier.stripe_setup_price_id, "quantity": 1})
-    metadata = {"provision_id": str(provision.id), "user_id": str(user.id), "kind": "provision"}
+    metadata = {
+        "provision_id": str(provision.id),
+        "user_id": str(user.id),
+        "order_id": str(order_id),
+        "kind": "provision",
+    }
     params: dict[str, Any] = {
         "mode": "subscription",
         "line_items": line_items,
@@ -186,6 +197,22 @@ def retrieve_checkout(session_id: str) -> Any:
     return _call(
         "retrieve checkout session", stripe_client().v1.checkout.sessions.retrieve, session_id
     )
+
+
+def find_checkout(session_id: str) -> Any | None:
+    """Read a Checkout Session and its line items from Stripe; None when Stripe has no such session.
+
+    Any other failure raises BillingError (the caller answers "retry later"): an unreachable
+    Stripe is never taken as "unknown".
+    """
+    try:
+        return stripe_client().v1.checkout.sessions.retrieve(session_id, {"expand": ["line_items"]})
+    except stripe.InvalidRequestError as exc:
+        if exc.code == "resource_missing" or exc.http_status == 404:
+            return None
+        raise BillingError(f"retrieve checkout session: {exc}") from exc
+    except stripe.StripeError as exc:
+        raise BillingError(f"retrieve checkout session: {type(exc).__name__}: {exc}") from exc
 
 
 def billing_portal_url(customer_id: str) -> str:

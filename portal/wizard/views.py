@@ -41,7 +41,8 @@ from core.pricing import quote_order
 from portal import billing
 from portal import drafts
 from portal import fulfilment
-from portal import orchestration
+from portal import orders
+from portal import outbox_sender
 from portal.availability import service_for
 from portal.db import get_db
 from portal.domain_picker import Picker
@@ -357,7 +358,11 @@ def _pay(draft: dict[str, Any], tier: Tier, first: str, last: str) -> ResponseRe
         db.commit()
     user = db.get(User, current_user.id)
     assert user is not None
-    provision = _provision()
+    provision = _locked_provision()
+    if provision is not None and provision.status != ProvisionStatus.PENDING_PAYMENT.value:
+        # Paid meanwhile (another tab): this order can no longer change.
+        db.rollback()
+        return redirect(url_for("dashboard.home"))
     previous_session = provision.stripe_checkout_session_id if provision else None
     previous = billing.retrieve_checkout(previous_session) if previous_session else None
     if (
@@ -367,8 +372,24 @@ def _pay(draft: dict[str, Any], tier: Tier, first: str, last: str) -> ResponseRe
         and provision.status_reason != fulfilment.PAYMENT_FAILED_REASON
     ):
         # Completed but unpaid: a bank payment is in flight. A second checkout could charge twice.
+        db.rollback()
         flash("Your payment is already being processed; setup starts as soon as it clears.", "info")
         return redirect(url_for("dashboard.progress"))
+    if (
+        provision is not None
+        and previous is not None
+        and previous.status == "open"
+        and previous.url
+    ):
+        current = orders.latest_open(db, provision.id)
+        if (
+            current is not None
+            and current.checkout_session_id == previous.id
+            and orders.sells(current, tier, names, first, last, list(draft["patterns"]))
+        ):
+            # The same order is still payable: reuse its session rather than open a second one.
+            db.rollback()
+            return redirect(previous.url, code=303)
     if previous is not None and previous.status != "open":
         # That session can no longer be paid: the next one needs a fresh idempotency key.
         draft["checkout_attempt"] = int(draft["checkout_attempt"]) + 1
@@ -404,14 +425,32 @@ def _pay(draft: dict[str, Any], tier: Tier, first: str, last: str) -> ResponseRe
             "error",
         )
         return redirect(url_for("wizard.domains"))
+    # What this session sells, frozen in the transaction that records the session; older open
+    # snapshots become superseded, so a late payment of theirs is refunded, never provisioned.
+    snapshot = orders.new_snapshot(db, provision, tier, names, first, last, list(draft["patterns"]))
     checkout = billing.create_checkout(
-        provision, tier, user, attempt=int(draft["checkout_attempt"])
+        provision, tier, user, attempt=int(draft["checkout_attempt"]), order_id=snapshot.id
     )
+    snapshot.checkout_session_id = checkout.id
     provision.stripe_checkout_session_id = checkout.id
     db.commit()
     if previous_session and previous_session != checkout.id:
         billing.expire_checkout(previous_session)
     return redirect(checkout.url, code=303)
+
+
+def _locked_provision() -> Provision | None:
+    """The student's provision, row-locked until the commit (PostgreSQL; SQLite locks on write).
+
+    Checkout fulfilment moves it out of pending_payment under the same lock, so an order can no
+    longer change once a payment has won.
+    """
+    return get_db().scalar(
+        select(Provision)
+        .where(Provision.user_id == current_user.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
 
 
 @bp.get("/success")
@@ -421,17 +460,31 @@ def success() -> ResponseReturnValue:
     session_id = request.args.get("session_id", "")
     db = get_db()
     provision = _provision()
-    if provision is None or not session_id or provision.stripe_checkout_session_id != session_id:
+    snapshot = orders.for_session(db, session_id) if session_id else None
+    legacy = provision is not None and provision.stripe_checkout_session_id == session_id
+    if (
+        provision is None
+        or not session_id
+        or (not legacy and (snapshot is None or snapshot.provision_id != provision.id))
+    ):
         abort(404)
-    if provision.status == ProvisionStatus.PENDING_PAYMENT.value:
-        try:
-            session = billing.retrieve_checkout(session_id)
-            fulfilment.fulfil_checkout(db, session)
+    try:
+        checkout = fulfilment.read_checkout(session_id)
+        db.rollback()  # read nothing under a transaction while Stripe answers
+        if checkout is not None:
+            fulfilment.fulfil_checkout(db, checkout)
             db.commit()
-        except (billing.BillingError, orchestration.OrchestrationError) as exc:
-            # The webhook will confirm it; the progress page shows "waiting for payment".
-            db.rollback()
-            current_app.logger.warning("success page could not confirm %s: %s", session_id, exc)
+            # The run (or refund) it decided starts after the commit, off this request.
+            outbox_sender.send_committed(db)
+    except (billing.BillingError, IntegrityError) as exc:
+        # The webhook will confirm it; the progress page shows "waiting for payment".
+        db.rollback()
+        outbox_sender.discard_enqueued(db)
+        current_app.logger.warning("success page could not confirm %s: %s", session_id, exc)
+    snapshot = orders.for_session(db, session_id)
+    if snapshot is not None and snapshot.decision_reason:
+        flash(snapshot.decision_reason, "error")
+        return redirect(url_for("dashboard.progress"))
     status = db.scalar(select(Provision.status).where(Provision.id == provision.id))
     if status == ProvisionStatus.PENDING_PAYMENT.value:
         flash("Thank you! We are waiting for your payment to be confirmed.", "info")
