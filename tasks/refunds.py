@@ -56,6 +56,12 @@ def _stripe(what: str, call: Callable[[], T]) -> T:
         raise StripeUnavailableError(f"{what}: {exc}") from exc
 
 
+def _metadata(obj: Any) -> dict[str, Any]:
+    # A StripeObject is not a dict since SDK 15.
+    metadata = getattr(obj, "metadata", None)
+    return dict(metadata.to_dict()) if metadata is not None else {}
+
+
 def _client() -> stripe.StripeClient:
     return make_stripe_client(runtime.settings())
 
@@ -121,7 +127,7 @@ def refund_payment(order_id: int, session_id: str) -> str:
     refunds = _stripe(
         "list refunds", lambda: client.v1.refunds.list({"payment_intent": intent, "limit": 100})
     )
-    mine = [r for r in refunds.data if (r.metadata or {}).get("order_id") == str(order_id)]
+    mine = [r for r in refunds.data if _metadata(r).get("order_id") == str(order_id)]
     if mine:
         return str(mine[0].id)
     charge_id = _stripe(
