@@ -3,7 +3,9 @@
 Parameters are ids only. Every step is a cached, retriable task mirrored into the app DB, so a
 retry (Prefect UI, admin page, a duplicate start) replays finished steps from cache and resumes
 at the first unfinished one. Waits for domains, mailboxes and exported accounts suspend the run
-when it has a deployment. Deployment: ``provision/on-demand``, started by the Stripe webhook.
+when it has a deployment. Every mutating step checks the run's claim first (tasks/guards.py): a
+run of a cancelled order, or one a newer run superseded, ends quietly with nothing changed.
+Deployment: ``provision/on-demand``, started by the outbox sender after a paid checkout.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from prefect.client.schemas.objects import State
 from prefect.flows import Flow
 from prefect.runtime import flow_run
 
+from tasks.guards import StaleRunError
 from tasks.heyreach import ensure_heyreach_list
 from tasks.pipeline import finish_provisioning
 from tasks.pipeline import mark_provision_failed
@@ -49,7 +52,10 @@ def on_run_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) ->
     exc = state.result(raise_on_failure=False)
     reason = f"run {flow_run.name} {state.type.value.lower()}: {state.message or exc}"
     mark_provision_failed(
-        int(provision_id), exc if isinstance(exc, BaseException) else None, reason
+        int(provision_id),
+        exc if isinstance(exc, BaseException) else None,
+        reason,
+        str(flow_run.id),
     )
 
 
@@ -64,6 +70,14 @@ def on_run_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) ->
 )
 def provision(provision_id: int) -> dict[str, Any]:
     """Provision everything a paid order includes, resuming from the first unfinished step."""
+    try:
+        return _provision(provision_id)
+    except StaleRunError as exc:
+        # Cancelled, or a newer run claimed the order: this run stops quietly, changing nothing.
+        return {"provision_id": provision_id, "status": "stale", "reason": str(exc)}
+
+
+def _provision(provision_id: int) -> dict[str, Any]:
     plan = start_provisioning(provision_id)
     if plan.get("duplicate_of"):
         # Another live run owns this provision; doing nothing here is what keeps it consistent.

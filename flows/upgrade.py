@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 from core.models import Upgrade
 from core.pipeline import upgrade_step_key
 from tasks import runtime
+from tasks.guards import StaleRunError
 from tasks.plusvibe import check_accounts_connected
 from tasks.plusvibe import configure_warmup
 from tasks.upgrade import finish_upgrade
@@ -89,6 +90,14 @@ def on_run_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) ->
 )
 def upgrade(upgrade_id: int) -> dict[str, Any]:
     """Add a paid upgrade's domains and mailboxes, resuming from the first unfinished step."""
+    try:
+        return _upgrade(upgrade_id)
+    except StaleRunError as exc:
+        # Cancelled, or a newer run claimed the order: this run stops quietly, changing nothing.
+        return {"upgrade_id": upgrade_id, "status": "stale", "reason": str(exc)}
+
+
+def _upgrade(upgrade_id: int) -> dict[str, Any]:
     plan = start_upgrade(upgrade_id)
     provision_id = plan["provision_id"]
     tag_run("upgrade", f"upgrade-{upgrade_id}", f"provision-{provision_id}")

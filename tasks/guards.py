@@ -3,7 +3,9 @@
 Each run claim bumps the provision's ``run_epoch`` (tasks/pipeline.py) and remembers the epoch it
 got in this process. Every task that changes something at a vendor calls :func:`ensure_current`
 first (under the provision's lock where it spends): a zombie of an older claim, or any run of a
-cancelled order, stops there with nothing spent and nothing re-enabled.
+cancelled order, stops there with nothing spent and nothing re-enabled. An upgrade run claims
+its provision the same way and also bumps ``Upgrade.run_epoch``: :func:`ensure_upgrade_current`
+fences an older run of the same upgrade, and a cancelled upgrade, out of that upgrade's rows.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from sqlalchemy import select
 
 from core.models import Provision
 from core.models import ProvisionStatus
+from core.models import Upgrade
+from core.models import UpgradeStatus
 from tasks import runtime
 from tasks.errors import PipelineError
 
 _lock = threading.Lock()
 # provision id -> the epoch this process's run claimed (tasks of a run share its process).
 _claimed: dict[int, int] = {}
+# upgrade id -> the upgrade epoch this process's run claimed.
+_upgrade_claimed: dict[int, int] = {}
 
 
 class StaleRunError(PipelineError):
@@ -39,6 +45,43 @@ def claimed_epoch(provision_id: int) -> int | None:
     """The epoch this process claimed for the provision, if any."""
     with _lock:
         return _claimed.get(provision_id)
+
+
+def remember_upgrade_claim(upgrade_id: int, epoch: int) -> None:
+    """Record the upgrade epoch this process's run claimed."""
+    with _lock:
+        _upgrade_claimed[upgrade_id] = epoch
+
+
+def claimed_upgrade_epoch(upgrade_id: int) -> int | None:
+    """The upgrade epoch this process claimed, if any."""
+    with _lock:
+        return _upgrade_claimed.get(upgrade_id)
+
+
+def ensure_upgrade_current(upgrade_id: int) -> int:
+    """Raise StaleRunError if the upgrade (or its provision) is cancelled or our claim is outdated.
+
+    Returns the upgrade's provision id; the provision's own fence is checked too.
+    """
+    with runtime.db() as session:
+        row = session.execute(
+            select(Upgrade.status, Upgrade.run_epoch, Upgrade.provision_id).where(
+                Upgrade.id == upgrade_id
+            )
+        ).one_or_none()
+    if row is None:
+        raise StaleRunError(f"upgrade {upgrade_id} does not exist")
+    status, epoch, provision_id = row
+    if status == UpgradeStatus.CANCELLED:
+        raise StaleRunError(f"upgrade {upgrade_id} is cancelled; nothing is changed")
+    mine = claimed_upgrade_epoch(upgrade_id)
+    if mine is not None and mine != epoch:
+        raise StaleRunError(
+            f"upgrade {upgrade_id} was claimed by a newer run (epoch {epoch}, ours {mine})"
+        )
+    ensure_current(provision_id)
+    return int(provision_id)
 
 
 def ensure_current(provision_id: int) -> None:

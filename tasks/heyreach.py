@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from core.models import Provision
+from tasks import guards
 from tasks import records
 from tasks import runtime
 from tasks.locks import provision_lock
@@ -23,6 +24,7 @@ def list_name(provision_id: int, email: str) -> str:
 )
 def ensure_heyreach_list(provision_id: int, step_key: str = "heyreach_list") -> int:
     """Find or create the student's lead list; return its id."""
+    guards.ensure_current(provision_id)
     with records.step(provision_id, step_key) as details, provision_lock(provision_id):
         with runtime.db() as session:
             provision = session.get(Provision, provision_id)

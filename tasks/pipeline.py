@@ -13,10 +13,14 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
+from sqlalchemy import func
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 
 from core.db import utcnow
+from core.mailboxes import MailboxNameError
+from core.mailboxes import usernames_for
 from core.models import Domain
 from core.models import Mailbox
 from core.models import Provision
@@ -24,6 +28,7 @@ from core.models import ProvisionStatus
 from core.models import PurchaseState
 from core.models import UpgradeStatus
 from core.pipeline import PROVISION_STEPS
+from tasks import guards
 from tasks import notifications
 from tasks import records
 from tasks import runtime
@@ -36,53 +41,63 @@ STARTABLE = {
     ProvisionStatus.FAILED.value,
     ProvisionStatus.ACTIVE.value,
 }
+# A lost compare-and-set on the claim means the holder changed; re-judge the new one this often.
+CLAIM_ATTEMPTS = 5
 
 
 class NotStartableError(Exception):
     """The provision is not in a state that may be provisioned (unpaid, cancelled)."""
 
 
-def render_username(pattern: str, first: str, last: str) -> str:
-    """Turn a username pattern such as ``{first}.{last}`` into a lower-case username."""
-    first, last = first.strip().lower(), last.strip().lower()
-    values = {"first": first, "last": last, "f": first[:1], "l": last[:1]}
-    try:
-        username = pattern.format(**values)
-    except (KeyError, IndexError, ValueError):
-        username = pattern
-    return "".join(ch for ch in username.lower() if ch.isalnum() or ch in "._-")
-
-
 def claim_provision(provision_id: int) -> str | None:
     """Make this run the provision's only live run; return the live run's id if another holds it.
 
     A compare-and-set on ``current_flow_run_id``: the claim succeeds when the field is empty,
-    already ours (a retry of this run), or names a run that has finished. Two runs started at
-    the same moment cannot both win, so a duplicate start never works on the same provision.
+    already names this run (a retry, or the outbox sender recording this very run's id between
+    our read and our write), or names a run that has finished. Each won claim bumps
+    ``run_epoch`` in the same UPDATE and is remembered in this process (tasks/guards.py), so
+    every older run of the provision is fenced out of its mutating tasks.
     """
     me = str(flow_run.id) if flow_run.id else None
-    with runtime.db() as session:
-        holder = session.scalar(
-            select(Provision.current_flow_run_id).where(Provision.id == provision_id)
-        )
-    if holder and holder != me and not run_is_final(holder):
-        return holder
-    with runtime.db() as session:
-        claimed = session.execute(
-            update(Provision)
-            .where(
-                Provision.id == provision_id,
-                Provision.current_flow_run_id.is_(None)
-                if holder is None
-                else Provision.current_flow_run_id == holder,
+    # Bounded: each lost compare-and-set means the holder changed; re-judge the new one.
+    for _ in range(CLAIM_ATTEMPTS):
+        with runtime.db() as session:
+            holder = session.scalar(
+                select(Provision.current_flow_run_id).where(Provision.id == provision_id)
             )
-            .values(current_flow_run_id=me)
-        ).rowcount
-    if claimed:
-        return None
+        if holder and holder != me and not run_is_final(holder):
+            return holder
+        epoch = _take_claim(provision_id, holder, me)
+        if epoch is not None:
+            guards.remember_claim(provision_id, epoch)
+            return None
     with runtime.db() as session:
         return session.scalar(
             select(Provision.current_flow_run_id).where(Provision.id == provision_id)
+        )
+
+
+def _take_claim(provision_id: int, holder: str | None, me: str | None) -> int | None:
+    """Compare-and-set the holder to ``me`` and bump the epoch; the new epoch, or None if lost."""
+    seen = (
+        Provision.current_flow_run_id.is_(None)
+        if holder is None
+        else Provision.current_flow_run_id == holder
+    )
+    # "The holder is me" is success too, whoever wrote it.
+    mine = seen if me is None else or_(seen, Provision.current_flow_run_id == me)
+    with runtime.db() as session:
+        won = session.execute(
+            update(Provision)
+            .where(Provision.id == provision_id, mine)
+            .values(current_flow_run_id=me, run_epoch=Provision.run_epoch + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won != 1:
+            return None
+        # Same transaction: the row is ours until the commit, so this is the epoch we set.
+        return int(
+            session.scalar(select(Provision.run_epoch).where(Provision.id == provision_id)) or 0
         )
 
 
@@ -112,10 +127,18 @@ def start_provisioning(provision_id: int) -> dict[str, Any]:
                 f"provision {provision_id} is {provision.status}; only paid provisions run"
             )
         if provision.status == ProvisionStatus.FAILED:
-            provision.status_reason = None
-            provision.remedy = None
-        if provision.status != ProvisionStatus.ACTIVE:
-            provision.status = ProvisionStatus.PROVISIONING.value
+            # A compare-and-set: a cancellation landing meanwhile is never overwritten.
+            session.execute(
+                update(Provision)
+                .where(
+                    Provision.id == provision_id,
+                    Provision.status == ProvisionStatus.FAILED.value,
+                    *_epoch_is_ours(provision_id),
+                )
+                .values(status=ProvisionStatus.PROVISIONING.value, status_reason=None, remedy=None)
+                .execution_options(synchronize_session=False)
+            )
+            session.refresh(provision)
         domains = tier_domains(provision)
         if len(domains) != provision.tier.domain_count:
             raise ProvisioningBlockedError(
@@ -146,13 +169,19 @@ def ensure_mailbox_rows(
 ) -> list[str]:
     """Add the missing mailbox rows of ``domains`` (the sender-name patterns); return every address."""
     patterns = provision.username_patterns[:per_domain]
+    try:
+        # The wizard's own renderer (core/mailboxes.py): what was previewed is what is created.
+        usernames = usernames_for(patterns, provision.sender_first_name, provision.sender_last_name)
+    except MailboxNameError as exc:
+        raise ProvisioningBlockedError(
+            f"mailbox names of provision {provision.id}: {exc}",
+            student_message=f"Your mailbox addresses cannot be created: {exc}",
+            remedy="support",
+        ) from exc
     addresses = []
     for domain in domains:
         existing = {m.address for m in domain.mailboxes}
-        for pattern in patterns:
-            username = render_username(
-                pattern, provision.sender_first_name, provision.sender_last_name
-            )
+        for username in usernames:
             address = f"{username}@{domain.name}"
             addresses.append(address)
             if address not in existing:
@@ -170,15 +199,21 @@ def ensure_mailbox_rows(
 
 @task(name="finish-provisioning", **vendor_task_options(None, retries=2))
 def finish_provisioning(provision_id: int, step_key: str = "finish") -> dict[str, Any]:
-    """Mark the provision active, publish the run's summary artifact, queue the notification."""
+    """Mark the provision active, publish the run's summary artifact, queue the notification.
+
+    Only a current run finishes, and only from a state it may finish from (a compare-and-set):
+    a cancelled order stays cancelled and gets no "ready" email (StaleRunError instead).
+    """
+    guards.ensure_current(provision_id)
     with records.step(provision_id, step_key):
         with runtime.db() as session:
+            if not _activate(session, provision_id):
+                raise guards.StaleRunError(
+                    f"provision {provision_id} was cancelled or claimed by another run; "
+                    "it is not activated"
+                )
             provision = session.get(Provision, provision_id)
             assert provision is not None
-            provision.status = ProvisionStatus.ACTIVE.value
-            provision.activated_at = provision.activated_at or utcnow()
-            provision.status_reason = provision.remedy = None
-            provision.waiting_for = provision.waiting_since = None
             summary = summarize(provision)
             key = notifications.queue_for_student(
                 session,
@@ -196,6 +231,57 @@ def finish_provisioning(provision_id: int, step_key: str = "finish") -> dict[str
     # After the commit above; an email that cannot go now is sent by the sweeper.
     notifications.deliver_quietly([key])
     return {"provision_id": provision_id, "status": "active", "domains": summary["domains"]}
+
+
+# A run finishes a provision it is setting up (or re-running while active); a past-due one
+# keeps saying so. Everything else (cancelled above all) is not this run's to change.
+ACTIVATE_FROM = (ProvisionStatus.PROVISIONING.value, ProvisionStatus.ACTIVE.value)
+# A run's failure is recorded over these only: never over cancelled (terminal) or unpaid.
+FAIL_FROM = (
+    ProvisionStatus.PROVISIONING.value,
+    ProvisionStatus.ACTIVE.value,
+    ProvisionStatus.FAILED.value,
+)
+
+
+def _epoch_is_ours(provision_id: int) -> list[Any]:
+    """The WHERE clause "the claim this process holds is still the current one" (if it holds one)."""
+    mine = guards.claimed_epoch(provision_id)
+    return [] if mine is None else [Provision.run_epoch == mine]
+
+
+def _activate(session: Any, provision_id: int) -> bool:
+    """Compare-and-set the provision to active (past-due stays past-due); False if not ours."""
+    now = utcnow()
+    clearing = {"waiting_for": None, "waiting_since": None}
+    won = session.execute(
+        update(Provision)
+        .where(
+            Provision.id == provision_id,
+            Provision.status.in_(ACTIVATE_FROM),
+            *_epoch_is_ours(provision_id),
+        )
+        .values(
+            status=ProvisionStatus.ACTIVE.value,
+            activated_at=func.coalesce(Provision.activated_at, now),
+            status_reason=None,
+            remedy=None,
+            **clearing,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won != 1:
+        won = session.execute(
+            update(Provision)
+            .where(
+                Provision.id == provision_id,
+                Provision.status == ProvisionStatus.PAST_DUE.value,
+                *_epoch_is_ours(provision_id),
+            )
+            .values(activated_at=func.coalesce(Provision.activated_at, now), **clearing)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return won == 1
 
 
 def summarize(provision: Provision) -> dict[str, Any]:
@@ -277,28 +363,63 @@ def domain_table(domains: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def mark_provision_failed(provision_id: int, exc: BaseException | None, reason: str) -> None:
-    """Record a run's failure for good: the failing step, plain words, and the remedy."""
+def mark_provision_failed(
+    provision_id: int,
+    exc: BaseException | None,
+    reason: str,
+    flow_run_id: str | None = None,
+) -> None:
+    """Record a run's failure for good: the failing step, plain words, and the remedy.
+
+    A compare-and-set: only a provision being set up (or re-run) is marked failed, only while
+    the failed run (``flow_run_id``, when known) still holds it and this process's claim is
+    current. A stale run (StaleRunError) or a refused start changes nothing.
+    """
+    if isinstance(exc, NotStartableError | guards.StaleRunError):
+        return  # nothing of ours ran, or a newer run / the cancellation owns the story
     # Only this pipeline's steps: an upgrade's failed steps are that upgrade's story.
     failed_step = records.fail_running_steps(
         provision_id, reason, PROVISION_STEPS
     ) or records.first_failed_step(provision_id, PROVISION_STEPS)
+    message = (
+        exc.student_message
+        if isinstance(exc, ProvisioningBlockedError)
+        else records.STEP_FAILURE.get(failed_step or "", "Setup stopped.")
+    )
+    # The failed run's story only while it (or nobody) holds the provision.
+    holder = (
+        []
+        if flow_run_id is None
+        else [
+            or_(
+                Provision.current_flow_run_id.is_(None),
+                Provision.current_flow_run_id == flow_run_id,
+            )
+        ]
+    )
     queued: list[str] = []
     with runtime.db() as session:
-        provision = session.get(Provision, provision_id)
-        if provision is None or provision.status == ProvisionStatus.CANCELLED:
+        won = session.execute(
+            update(Provision)
+            .where(
+                Provision.id == provision_id,
+                Provision.status.in_(FAIL_FROM),
+                *holder,
+                *_epoch_is_ours(provision_id),
+            )
+            .values(
+                status=ProvisionStatus.FAILED.value,
+                status_reason=f"{failed_step or 'setup'}: {message}",
+                remedy=exc.remedy if isinstance(exc, ProvisioningBlockedError) else None,
+                waiting_for=None,
+                waiting_since=None,
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won != 1:
             return
-        if isinstance(exc, NotStartableError):
-            return  # nothing ran: the provision's own status is already the truth
-        provision.status = ProvisionStatus.FAILED.value
-        message = (
-            exc.student_message
-            if isinstance(exc, ProvisioningBlockedError)
-            else records.STEP_FAILURE.get(failed_step or "", "Setup stopped.")
-        )
-        provision.status_reason = f"{failed_step or 'setup'}: {message}"
-        provision.remedy = exc.remedy if isinstance(exc, ProvisioningBlockedError) else None
-        provision.waiting_for = provision.waiting_since = None
+        provision = session.get(Provision, provision_id)
+        assert provision is not None
         queued = notifications.queue_failure(
             session,
             provision,

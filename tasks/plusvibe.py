@@ -17,6 +17,7 @@ from core.crypto import SecretBox
 from core.models import Domain
 from core.models import Mailbox
 from core.models import Provision
+from tasks import guards
 from tasks import records
 from tasks import runtime
 from tasks.locks import provision_lock
@@ -49,6 +50,7 @@ def workspace_name(provision_id: int, email: str) -> str:
 )
 def ensure_plusvibe_workspace(provision_id: int, step_key: str = "plusvibe_workspace") -> str:
     """Find or create the student's PlusVibe workspace and client login; return the workspace id."""
+    guards.ensure_current(provision_id)
     with records.step(provision_id, step_key) as details, provision_lock(provision_id):
         with runtime.db() as session:
             provision = session.get(Provision, provision_id)
@@ -123,6 +125,7 @@ def check_accounts_connected(provision_id: int, addresses: list[str]) -> bool:
 )
 def configure_warmup(provision_id: int, addresses: list[str], step_key: str = "warmup") -> int:
     """Apply the warmup settings and switch warmup on for the mailboxes (safe to repeat)."""
+    guards.ensure_current(provision_id)
     with records.step(provision_id, step_key) as details:
         with runtime.db() as session:
             workspace_id = session.get(Provision, provision_id).plusvibe_workspace_id  # type: ignore[union-attr]
@@ -131,6 +134,8 @@ def configure_warmup(provision_id: int, addresses: list[str], step_key: str = "w
             raise RuntimeError("mailboxes must be connected to PlusVibe before warmup")
         account_ids = [i for i in ids if i]
         client = runtime.plusvibe()
+        # Checked again just before switching warmup on: a cancellation must never be undone.
+        guards.ensure_current(provision_id)
         client.bulk_update_accounts(workspace_id, account_ids, WARMUP_DEFAULTS)
         client.set_warmup_status(workspace_id, account_ids, True)
         with runtime.db() as session:

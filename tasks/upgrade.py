@@ -11,17 +11,22 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import update
 
 from core.db import utcnow
 from core.models import Domain
+from core.models import Provision
 from core.models import ProvisionStatus
 from core.models import PurchaseState
 from core.models import Upgrade
 from core.models import UpgradeStatus
 from core.pipeline import UPGRADE_STEPS
 from core.pipeline import upgrade_step_key
+from tasks import guards
 from tasks import notifications
+from tasks import pipeline
 from tasks import records
 from tasks import runtime
 from tasks.errors import PipelineError
@@ -110,13 +115,22 @@ def start_upgrade(upgrade_id: int) -> dict[str, Any]:
             raise NotStartableError(refusal)
         assert upgrade is not None
         provision = upgrade.provision
-        upgrade.status = UpgradeStatus.PROVISIONING.value
-        upgrade.status_reason = None
-        upgrade.paid_at = upgrade.paid_at or utcnow()
-        upgrade.flow_run_id = str(flow_run.id) if flow_run.id else upgrade.flow_run_id
+        epoch = _claim_upgrade(session, upgrade_id)
+        if epoch is None:
+            raise NotStartableError(f"upgrade {upgrade_id} changed state while starting")
+        guards.remember_upgrade_claim(upgrade_id, epoch)
         # A past-due account keeps saying so; the upgrade still adds what was paid for.
-        if provision.status == ProvisionStatus.ACTIVE:
-            provision.status = ProvisionStatus.UPGRADING.value
+        session.execute(
+            update(Provision)
+            .where(
+                Provision.id == provision_id,
+                Provision.status == ProvisionStatus.ACTIVE.value,
+            )
+            .values(status=ProvisionStatus.UPGRADING.value)
+            .execution_options(synchronize_session=False)
+        )
+        session.refresh(upgrade)
+        session.refresh(provision)
         domains = [
             d
             for d in session.scalars(select(Domain).where(Domain.upgrade_id == upgrade_id))
@@ -139,23 +153,51 @@ def start_upgrade(upgrade_id: int) -> dict[str, Any]:
         }
 
 
+def _claim_upgrade(session: Any, upgrade_id: int) -> int | None:
+    """Compare-and-set the upgrade to provisioning under this run, bumping its epoch."""
+    me = str(flow_run.id) if flow_run.id else None
+    won = session.execute(
+        update(Upgrade)
+        .where(Upgrade.id == upgrade_id, Upgrade.status.in_(RUNNABLE))
+        .values(
+            status=UpgradeStatus.PROVISIONING.value,
+            status_reason=None,
+            paid_at=func.coalesce(Upgrade.paid_at, utcnow()),
+            flow_run_id=me if me else Upgrade.flow_run_id,
+            run_epoch=Upgrade.run_epoch + 1,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won != 1:
+        return None
+    return int(session.scalar(select(Upgrade.run_epoch).where(Upgrade.id == upgrade_id)) or 0)
+
+
+def _upgrade_epoch_is_ours(upgrade_id: int) -> list[Any]:
+    mine = guards.claimed_upgrade_epoch(upgrade_id)
+    return [] if mine is None else [Upgrade.run_epoch == mine]
+
+
 @task(name="finish-upgrade", **vendor_task_options(None, retries=2))
 def finish_upgrade(upgrade_id: int) -> dict[str, Any]:
-    """Move the provision to the new tier, mark the upgrade done, publish the summary, notify."""
-    with runtime.db() as session:
-        provision_id = session.get(Upgrade, upgrade_id).provision_id  # type: ignore[union-attr]
+    """Move the provision to the new tier, mark the upgrade done, publish the summary, notify.
+
+    Compare-and-set on the upgrade (still provisioning under our epoch) and on the provision
+    (not cancelled): a cancelled order or a superseded run changes nothing (StaleRunError).
+    """
+    provision_id = guards.ensure_upgrade_current(upgrade_id)
     with records.step(provision_id, upgrade_step_key(upgrade_id, "finish")):
         with runtime.db() as session:
             upgrade = session.get(Upgrade, upgrade_id)
             assert upgrade is not None
+            if upgrade.status != UpgradeStatus.COMPLETED and not _complete(session, upgrade):
+                raise guards.StaleRunError(
+                    f"upgrade {upgrade_id} was cancelled or claimed by another run; "
+                    "it is not completed"
+                )
+            session.refresh(upgrade)
             provision = upgrade.provision
-            provision.tier_id = upgrade.to_tier_id
-            upgrade.status = UpgradeStatus.COMPLETED.value
-            upgrade.completed_at = upgrade.completed_at or utcnow()
-            upgrade.status_reason = None
-            if provision.status == ProvisionStatus.UPGRADING:
-                provision.status = ProvisionStatus.ACTIVE.value
-            provision.waiting_for = provision.waiting_since = None
+            session.refresh(provision)
             session.flush()
             summary = summarize(upgrade)
             queued = notifications.queue_for_student(
@@ -179,6 +221,47 @@ def finish_upgrade(upgrade_id: int) -> dict[str, Any]:
         "status": "completed",
         "domains": [d["name"] for d in summary["domains"]],
     }
+
+
+def _complete(session: Any, upgrade: Upgrade) -> bool:
+    """The upgrade's and the provision's compare-and-sets, in one transaction; False if lost."""
+    provision_id, to_tier = upgrade.provision_id, upgrade.to_tier_id
+    tier_moved = session.execute(
+        update(Provision)
+        .where(
+            Provision.id == provision_id,
+            Provision.status.in_(UPGRADABLE),
+            *pipeline._epoch_is_ours(provision_id),
+        )
+        .values(tier_id=to_tier, waiting_for=None, waiting_since=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if tier_moved != 1:
+        return False
+    done = session.execute(
+        update(Upgrade)
+        .where(
+            Upgrade.id == upgrade.id,
+            Upgrade.status == UpgradeStatus.PROVISIONING.value,
+            *_upgrade_epoch_is_ours(upgrade.id),
+        )
+        .values(
+            status=UpgradeStatus.COMPLETED.value,
+            completed_at=func.coalesce(Upgrade.completed_at, utcnow()),
+            status_reason=None,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if done != 1:
+        session.rollback()  # the tier moves only with the upgrade it belongs to
+        return False
+    session.execute(
+        update(Provision)
+        .where(Provision.id == provision_id, Provision.status == ProvisionStatus.UPGRADING.value)
+        .values(status=ProvisionStatus.ACTIVE.value)
+        .execution_options(synchronize_session=False)
+    )
+    return True
 
 
 def summarize(upgrade: Upgrade) -> dict[str, Any]:
@@ -222,8 +305,9 @@ def mark_upgrade_failed(
     The provision's domains and mailboxes keep working, so it goes back to active, unless
     another live run holds it (that run's story); a run refused before it started changes nothing.
     """
-    if isinstance(exc, NotStartableError):
-        return  # nothing ran: the upgrade's and the provision's rows are still the truth
+    if isinstance(exc, NotStartableError | guards.StaleRunError):
+        # Nothing ran, or a cancellation / newer run owns the story: the rows are the truth.
+        return
     with runtime.db() as session:
         upgrade = session.get(Upgrade, upgrade_id)
         if upgrade is None or upgrade.status in (
@@ -246,15 +330,36 @@ def mark_upgrade_failed(
     with runtime.db() as session:
         upgrade = session.get(Upgrade, upgrade_id)
         assert upgrade is not None
-        provision = upgrade.provision
-        upgrade.status = UpgradeStatus.FAILED.value
-        upgrade.status_reason = f"{step}: {message}"
+        values: dict[str, Any] = {
+            "status": UpgradeStatus.FAILED.value,
+            "status_reason": f"{step}: {message}",
+        }
         if flow_run_id and (not other_live or upgrade.flow_run_id is None):
-            upgrade.flow_run_id = flow_run_id  # what the admin page's retry reschedules
-        if other_live:
+            values["flow_run_id"] = flow_run_id  # what the admin page's retry reschedules
+        # Compare-and-set: a cancelled or completed upgrade, or a newer claim, is never overwritten.
+        won = session.execute(
+            update(Upgrade)
+            .where(
+                Upgrade.id == upgrade_id,
+                Upgrade.status.in_(RUNNABLE),
+                *_upgrade_epoch_is_ours(upgrade_id),
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won != 1 or other_live:
             return
-        if provision.status == ProvisionStatus.UPGRADING:
-            provision.status = ProvisionStatus.ACTIVE.value
+        session.execute(
+            update(Provision)
+            .where(
+                Provision.id == provision_id,
+                Provision.status == ProvisionStatus.UPGRADING.value,
+            )
+            .values(status=ProvisionStatus.ACTIVE.value)
+            .execution_options(synchronize_session=False)
+        )
+        provision = session.get(Provision, provision_id)
+        assert provision is not None
         provision.waiting_for = provision.waiting_since = None
         queued = notifications.queue_failure(
             session,

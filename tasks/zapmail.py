@@ -19,6 +19,7 @@ from core.db import utcnow
 from core.models import Domain
 from core.models import Mailbox
 from core.models import Provision
+from tasks import guards
 from tasks import purchase
 from tasks import records
 from tasks import runtime
@@ -46,6 +47,7 @@ def workspace_name(provision_id: int) -> str:
 )
 def ensure_zapmail_workspace(provision_id: int, step_key: str = "zapmail_workspace") -> str:
     """Find or create the provision's Zapmail workspace (with billing details); return its id."""
+    guards.ensure_current(provision_id)
     with records.step(provision_id, step_key) as details, provision_lock(provision_id):
         with runtime.db() as session:
             existing = session.get(Provision, provision_id).zapmail_workspace_id  # type: ignore[union-attr]
@@ -92,6 +94,7 @@ def check_domains_active(provision_id: int, domains: list[str]) -> bool:
 @task(name="set-dmarc", **vendor_task_options(business_key("dmarc", "provision_id", "domains")))
 def set_dmarc(provision_id: int, domains: list[str], step_key: str = "dmarc") -> int:
     """Point the domains' DMARC aggregate reports at the operator's address (safe to repeat)."""
+    guards.ensure_current(provision_id)
     with records.step(provision_id, step_key) as details:
         email = runtime.settings().dmarc_report_email
         with runtime.db() as session:
@@ -113,7 +116,10 @@ def set_dmarc(provision_id: int, domains: list[str], step_key: str = "dmarc") ->
 )
 def create_mailboxes(provision_id: int, addresses: list[str], step_key: str = "mailboxes") -> int:
     """Create the mailboxes that do not exist yet in the workspace; return how many were asked for."""
+    guards.ensure_current(provision_id)
     with records.step(provision_id, step_key) as details, provision_lock(provision_id):
+        # Again under the lock: a cancellation may have landed while we waited for it.
+        guards.ensure_current(provision_id)
         client = runtime.zapmail().for_workspace(_workspace_id(provision_id))
         existing = {(m.email or "").lower() for m in client.iter_mailboxes()}
         with runtime.db() as session:
@@ -167,6 +173,7 @@ def check_mailboxes_active(provision_id: int, addresses: list[str]) -> bool:
     client = runtime.zapmail().for_workspace(_workspace_id(provision_id))
     remote = {(m.email or "").lower(): m for m in client.iter_mailboxes()}
     failed_domains: set[str] = set()
+    guards.ensure_current(provision_id)  # it may ask Zapmail to retry failed mailboxes
     with runtime.db() as session:
         rows = _provision_mailboxes(session, provision_id, addresses)
         for row in rows:

@@ -122,3 +122,20 @@ def test_timestamps_are_stored_and_returned_in_utc(backend_session: Session) -> 
 def test_naive_datetimes_are_refused(backend_session: Session) -> None:
     with pytest.raises(Exception, match="naive datetime"):
         make_provision(backend_session, "a@example.com", paid_at=datetime(2026, 1, 1))
+
+
+def test_a_cancelled_provision_cannot_be_moved_out_of_cancelled(backend_session: Session) -> None:
+    provision = make_provision(backend_session, email="gone@student.test")
+    provision.status = "cancelled"
+    backend_session.commit()
+
+    provision.status = "active"
+    with pytest.raises(IntegrityError, match="cancelled is terminal"):
+        backend_session.flush()
+    backend_session.rollback()
+
+    # Other fields of a cancelled provision may still change (the release run records them).
+    provision.waiting_for = None
+    provision.status_reason = "released"
+    backend_session.commit()
+    assert backend_session.get(Provision, provision.id).status == "cancelled"
