@@ -24,9 +24,14 @@ from hypothesis import settings as hsettings
 from hypothesis.stateful import run_state_machine_as_test
 from sqlalchemy import Engine
 
+from core import outbox
 from core.settings import Settings
+from portal import outbox_sender
 from tasks import runtime
 from tests.reliability import figures
+from tests.reliability.fulfilment_machine import TABLE as FULFILMENT_TABLE
+from tests.reliability.fulfilment_machine import FulfilmentMachine
+from tests.reliability.money_orders import OrderWorld
 from tests.reliability.money_worker import KillableWorkers
 from tests.reliability.money_world import PurchaseWorld
 from tests.reliability.money_world import delete_all_rows
@@ -47,6 +52,7 @@ def budget(short: tuple[int, int], long: tuple[int, int]) -> hsettings:
 
 
 PURCHASE_BUDGET = budget(short=(8, 10), long=(150, 25))
+FULFILMENT_BUDGET = budget(short=(10, 12), long=(150, 30))
 
 
 @pytest.fixture
@@ -98,3 +104,31 @@ def test_purchases_charge_each_domain_once_under_any_interleaving(
     world, workers = purchase_world
     machine = type("Purchase", (PurchaseMachine,), {"world": world, "workers": workers})
     _run(machine, PURCHASE_TABLE, PURCHASE_BUDGET)
+
+
+@pytest.fixture
+def order_world(
+    sandbox: Any, engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[OrderWorld]:
+    """The portal on the test DB and the sandbox; the outbox is drained by the test, not a thread."""
+    # The portal's background sender would start runs on Prefect (absent here) and back off;
+    # the machine drains the outbox itself, at moments of its choosing.
+    monkeypatch.setattr(outbox_sender, "send_committed", lambda db: len(outbox.take_enqueued(db)))
+    world = OrderWorld.build(sandbox, engine, db_url, tmp_path)
+    runtime.use_settings(world.settings)
+    runtime.use_prefect_limits(False)
+    try:
+        yield world
+    finally:
+        world.close()
+        runtime.use_prefect_limits(True)
+        runtime.use_settings(None)
+        sandbox.reset(config=True)
+        delete_all_rows(engine)
+
+
+def test_every_paid_checkout_is_started_once_or_refunded_under_any_interleaving(
+    order_world: OrderWorld,
+) -> None:
+    machine = type("Fulfilment", (FulfilmentMachine,), {"world": order_world})
+    _run(machine, FULFILMENT_TABLE, FULFILMENT_BUDGET)
