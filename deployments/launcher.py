@@ -46,6 +46,8 @@ PRELOAD = (
     "flows.cancel_provision",
     "flows.sweep_waiting",
     "flows.sync_warmup",
+    "flows.refund_order",
+    "flows.watchdog",
 )
 
 

@@ -134,13 +134,28 @@ def _read_truth(event: Any) -> Any:
         if kind in CHECKOUT_EVENTS:
             return fulfilment.read_checkout(obj.id)
         if kind == "charge.refunded":
-            return _read_charge(obj.id)
+            charge = _read_charge(obj.id)
+            if charge is not None and _refunded_by_us_for_an_unfulfilled_order(charge.id):
+                return _OUR_ORDER_REFUND
+            return charge
         if kind == "charge.dispute.closed":
             charge = fulfilment.id_of(getattr(obj, "charge", None))
             return _read_charge(charge) if charge else None
     except (BillingError, stripe.StripeError) as exc:
         raise _StripeUnavailableError(str(exc)) from exc
     return obj
+
+
+# A charge.refunded for a payment the refund-order flow returned: not the live order's money.
+_OUR_ORDER_REFUND = object()
+
+
+def _refunded_by_us_for_an_unfulfilled_order(charge_id: str) -> bool:
+    """Whether every refund of the charge is one the refund-order flow made (a losing session)."""
+    refunds = billing.stripe_client().v1.refunds.list({"charge": charge_id, "limit": 100}).data
+    return bool(refunds) and all(
+        fulfilment.metadata_of(refund).get("kind") == "order_not_fulfilled" for refund in refunds
+    )
 
 
 def _read_charge(charge_id: str) -> Any:
@@ -173,6 +188,8 @@ def _dispatch(db: Session, event: Any, truth: Any) -> str:
     if kind in ("invoice.paid", "invoice.payment_failed"):
         return subscriptions.invoice_event(db, kind, obj, created)
     if kind == "charge.refunded":
+        if truth is _OUR_ORDER_REFUND:
+            return "unfulfilled_order_refund_recorded"
         return "unknown_charge" if truth is None else subscriptions.charge_refunded(db, truth)
     if kind == "charge.dispute.created":
         return "dispute_recorded"

@@ -650,8 +650,11 @@ def _charge_of(sandbox: Any, sid: str) -> dict[str, Any]:
     return dict(intent)
 
 
-def _refund(sandbox: Any, charge_id: str, amount: int | None = None) -> None:
+def _refund(
+    sandbox: Any, charge_id: str, amount: int | None = None, metadata: dict[str, str] | None = None
+) -> None:
     params = {"charge": charge_id, **({"amount": str(amount)} if amount else {})}
+    params.update({f"metadata[{key}]": value for key, value in (metadata or {}).items()})
     httpx.post(
         f"{sandbox.stripe_url}/v1/refunds",
         data=params,
@@ -688,6 +691,28 @@ def test_full_refund_cancels_the_order_partial_refund_is_only_recorded(
     assert cancel_row.result in before
     told = session.scalars(select(Notification)).all()
     assert [n.recipient for n in told] == ["ann@example.com"]
+
+
+@pytest.mark.prefect
+def test_a_refund_the_refund_order_flow_made_never_cancels_the_order(
+    prefect_app: Flask, session: Session, portal_sandbox: Any
+) -> None:
+    """A losing session's refund (kind order_not_fulfilled) is not the live order's money.
+
+    The refund-order flow refunds payments of sessions that lost (second tab, changed order);
+    such a charge can share the student's customer, and its charge.refunded must not cancel
+    the order that won.
+    """
+    client = prefect_app.test_client()
+    feed = EventFeed(portal_sandbox)
+    sid = _paid_checkout(client, session, portal_sandbox, "loser-refund")
+    feed.deliver(client)
+    provision = session.scalars(select(Provision)).one()
+    charge = _charge_of(portal_sandbox, sid)
+    _refund(portal_sandbox, charge["id"], metadata={"kind": "order_not_fulfilled", "order_id": "9"})
+    outcomes = [r.json.get("outcome") for r in feed.deliver(client)]
+    assert "unfulfilled_order_refund_recorded" in outcomes, outcomes
+    assert _fresh(session, provision).status == "provisioning"
 
 
 @pytest.mark.prefect
