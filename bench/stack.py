@@ -251,6 +251,8 @@ class StackOptions:
     zapmail_webhook: bool = False
     # Comparison: start every run as a fresh `python -m prefect.engine` (see engine_command()).
     engine_command: bool = False
+    # The app DB on a SQLite file in the work folder, as `make demo` runs it (else PostgreSQL).
+    sqlite_app_db: bool = False
 
 
 @dataclass
@@ -327,7 +329,7 @@ def running_stack(tag: str, options: StackOptions) -> Iterator[Stack]:
     work = Path(tempfile.mkdtemp(prefix=f"{tag}-"))
     # Kept after the run: the server, worker and portal logs explain a surprising figure.
     sys.stderr.write(f"logs: {work}\n")
-    app_url = fresh_database(f"{tag}_app")
+    app_url = f"sqlite:///{work}/app.db" if options.sqlite_app_db else fresh_database(f"{tag}_app")
     prefect_db = f"{tag}_prefect" if options.prefect else None
     engine = None
     started: list[subprocess.Popen[bytes]] = []
@@ -406,7 +408,8 @@ def running_stack(tag: str, options: StackOptions) -> Iterator[Stack]:
             stop_tree(process)
         if engine is not None:
             engine.dispose()
-        drop_database(f"{tag}_app")
+        if not options.sqlite_app_db:
+            drop_database(f"{tag}_app")
         if prefect_db:
             drop_database(prefect_db)
 
