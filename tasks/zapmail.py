@@ -1,18 +1,23 @@
 """Prefect tasks that call Zapmail: workspace, domains, DMARC, mailboxes, export to PlusVibe.
 
 Each task takes ids and plain names, mirrors its step, and is cached on business keys so a
-rerun of the same provision skips it once it has succeeded. Mutating calls run under the
+rerun of the same provision skips it once it has succeeded; the export is the exception, decided
+by the vendors' own records every time (a failed export must be redone, a lost answer not). Mutating calls run under the
 provision's lock and look before they write, so a retry never repeats a purchase or a mailbox.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from prefect import task
 from sqlalchemy import select
 
 from clients.errors import BadRequestError
+from clients.errors import NotFoundError
 from clients.zapmail import MailboxSpec
 from core.crypto import SecretBox
 from core.db import utcnow
@@ -34,6 +39,9 @@ FAILED = "FAILED"
 NO_SLOTS = "not enough mailboxes"
 # Re-exporting a mailbox is capped (3 per week): only export what PlusVibe does not have yet.
 EXPORT_APP = "PIPL"
+# How long an export whose answer was lost (no id) may take to show up in PlusVibe before it
+# is exported again; also the grace for a completed export to be listed there.
+EXPORT_WINDOW_S = 30 * 60
 
 
 def workspace_name(provision_id: int) -> str:
@@ -191,26 +199,34 @@ def check_mailboxes_active(provision_id: int, addresses: list[str]) -> bool:
     return all_active
 
 
-@task(
-    name="export-to-plusvibe",
-    **vendor_task_options(business_key("connect-plusvibe", "provision_id", "addresses")),
-)
+@task(name="export-to-plusvibe", **vendor_task_options(None))
 def export_to_plusvibe(
     provision_id: int, addresses: list[str], step_key: str = "connect_plusvibe"
 ) -> str | None:
-    """Register the student's PlusVibe login in Zapmail and export the mailboxes PlusVibe lacks."""
+    """Register the student's PlusVibe login in Zapmail and export the mailboxes PlusVibe lacks.
+
+    Decided by the vendors' own records every time, never by a cached result (Zapmail allows
+    3 exports per mailbox per week): a mailbox PlusVibe lists is done; one with an export in
+    flight at Zapmail (looked up by its id), or requested within ``EXPORT_WINDOW_S`` with the
+    answer lost, is waited for; one whose export failed, or never arrived, is exported again.
+    The request time is recorded before the call and the export id after it.
+    """
+    guards.ensure_current(provision_id)
     # The step finishes when the accounts show up in PlusVibe (a wait in the flow).
     with (
         records.step(provision_id, step_key, completes=False) as details,
         provision_lock(provision_id),
     ):
+        guards.ensure_current(provision_id)
         with runtime.db() as session:
             provision = session.get(Provision, provision_id)
             assert provision is not None
             email, token = provision.plusvibe_client_email, provision.plusvibe_client_password_enc
             plusvibe_workspace = provision.plusvibe_workspace_id
-            wanted = {
-                row.address: row.zapmail_mailbox_id
+            rows = {
+                row.address: ExportRecord(
+                    row.zapmail_mailbox_id, row.export_id, row.export_requested_at
+                )
                 for row in _provision_mailboxes(session, provision_id, addresses)
             }
         if not (email and token and plusvibe_workspace):
@@ -224,17 +240,77 @@ def export_to_plusvibe(
             if account is None:
                 raise RuntimeError("Zapmail accepted the PlusVibe login but does not list it")
         present = {a.email.lower() for a in runtime.plusvibe().iter_accounts(plusvibe_workspace)}
-        to_export = sorted(i for address, i in wanted.items() if i and address not in present)
         details["third_party_account_id"] = account.id
+        statuses: dict[str, str] = {}
+        to_export = sorted(
+            address
+            for address, record in rows.items()
+            if record.mailbox_id
+            and address not in present
+            and _needs_export(client, record, statuses)
+        )
+        details["export_statuses"] = statuses
         details["exported"] = len(to_export)
         if not to_export:
             return None
+        # Recorded before the call: if its answer is lost, a retry waits for the export
+        # instead of spending another of the mailbox's weekly exports.
+        _record_exports(provision_id, to_export, export_id=None)
         export_id = client.export_mailboxes(
-            to_export, app=EXPORT_APP, third_party_account_id=account.id
+            [rows[address].mailbox_id for address in to_export],
+            app=EXPORT_APP,
+            third_party_account_id=account.id,
         )
+        _record_exports(provision_id, to_export, export_id=export_id, keep_time=True)
         details["export_id"] = export_id
         details["exported_at"] = utcnow().isoformat()
         return export_id
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """What our rows know of a mailbox's last export: Zapmail's ids and when it was asked."""
+
+    mailbox_id: str | None
+    export_id: str | None
+    requested_at: datetime | None
+
+
+def _needs_export(client: Any, record: ExportRecord, statuses: dict[str, str]) -> bool:
+    """Whether the mailbox must be exported (again), judged by Zapmail's record of the last one."""
+    if record.export_id:
+        if record.export_id not in statuses:
+            try:
+                status = client.get_export_status(record.export_id)
+                if status.is_failed:
+                    statuses[record.export_id] = "failed"
+                elif status.is_completed:
+                    statuses[record.export_id] = "completed"
+                else:
+                    statuses[record.export_id] = (status.status or "unknown").lower()
+            except NotFoundError:
+                statuses[record.export_id] = "unknown to zapmail"
+        state = statuses[record.export_id]
+        if state in ("failed", "unknown to zapmail"):
+            return True
+        if state != "completed":
+            return False  # still in flight at Zapmail: wait for it
+        # Completed at Zapmail, not (yet) listed by PlusVibe: give it the window to arrive.
+    if record.requested_at is None:
+        return True
+    return utcnow() - record.requested_at > timedelta(seconds=EXPORT_WINDOW_S)
+
+
+def _record_exports(
+    provision_id: int, addresses: list[str], *, export_id: str | None, keep_time: bool = False
+) -> None:
+    """Store the export's id and request time on the mailbox rows."""
+    now = utcnow()
+    with runtime.db() as session:
+        for row in _provision_mailboxes(session, provision_id, addresses):
+            row.export_id = export_id
+            if not keep_time or row.export_requested_at is None:
+                row.export_requested_at = now
 
 
 @task(name="disable-auto-renew", **vendor_task_options(None))
