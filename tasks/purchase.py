@@ -493,3 +493,44 @@ def _purchased_ids(provision_id: int, names: Sequence[str]) -> dict[str, str]:
     if missing:
         raise AmbiguousPurchaseError(f"domains not confirmed in the workspace yet: {missing}")
     return result
+
+
+def resolve_orphaned_attempts(provision_id: int) -> dict[str, str]:
+    """Settle the unresolved attempts of an order no run will come back to; buy nothing.
+
+    A run killed after recording its attempts leaves them unresolved, and an unresolved attempt
+    is a wallet reservation: on a cancelled or failed order nobody would ever release it, and
+    other students' buys would wait on it. The caller (the watchdog) holds the provision's lock.
+    Returns name -> resolution for the attempts it looked at.
+    """
+    with runtime.db() as session:
+        names = sorted({a.domain_name for a in _open_attempts_of(session, provision_id)})
+    if not names:
+        return {}
+    client = runtime.zapmail().for_workspace(_workspace_id(provision_id))
+    _reconcile(provision_id, client, names)
+    try:
+        _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
+    except ProvisioningBlockedError:
+        pass  # taken by someone else: abandoned and resolved, nothing was charged
+    with runtime.db() as session:
+        latest = session.scalars(
+            select(PurchaseAttempt)
+            .where(
+                PurchaseAttempt.provision_id == provision_id,
+                PurchaseAttempt.domain_name.in_(names),
+            )
+            .order_by(PurchaseAttempt.attempt_no)
+        )
+        return {a.domain_name: a.resolution or "unresolved" for a in latest}
+
+
+def _open_attempts_of(session: Any, provision_id: int) -> list[PurchaseAttempt]:
+    return list(
+        session.scalars(
+            select(PurchaseAttempt).where(
+                PurchaseAttempt.provision_id == provision_id,
+                PurchaseAttempt.resolution.is_(None),
+            )
+        )
+    )

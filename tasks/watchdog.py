@@ -39,10 +39,14 @@ from core.models import AuditLog
 from core.models import OutboxMessage
 from core.models import Provision
 from core.models import ProvisionStatus
+from core.models import PurchaseAttempt
 from core.models import Upgrade
 from core.models import UpgradeStatus
 from tasks import notifications
+from tasks import purchase
 from tasks import runtime
+from tasks.locks import LockTimeoutError
+from tasks.locks import provision_lock
 from tasks.policies import vendor_task_options
 
 # The portal's sender normally sends within a second; older unsent rows are this sender's.
@@ -420,3 +424,41 @@ def stop_billing_cancelled(limit: int = 50) -> list[int]:
             )
         stopped.append(provision_id)
     return stopped
+
+
+# Settling needs the vendor's listing to have caught up: leave recent attempts to their runs.
+ORPHAN_GRACE = timedelta(seconds=60)
+
+
+@task(name="settle-orphaned-purchases", **vendor_task_options(None, retries=0))
+def settle_orphaned_purchases(limit: int = 20) -> dict[int, dict[str, str]]:
+    """Resolve unresolved purchase attempts of cancelled or failed orders (their reservations)."""
+    settle = timedelta(seconds=runtime.settings().purchase_settle_s)
+    before = utcnow() - settle - ORPHAN_GRACE
+    with runtime.db() as session:
+        provision_ids = list(
+            session.scalars(
+                select(PurchaseAttempt.provision_id)
+                .join(Provision, Provision.id == PurchaseAttempt.provision_id)
+                .where(
+                    PurchaseAttempt.resolution.is_(None),
+                    PurchaseAttempt.started_at < before,
+                    Provision.status.in_(
+                        [ProvisionStatus.CANCELLED.value, ProvisionStatus.FAILED.value]
+                    ),
+                )
+                .distinct()
+                .limit(limit)
+            )
+        )
+    settled: dict[int, dict[str, str]] = {}
+    for provision_id in provision_ids:
+        try:
+            # The purchase step holds the same lock: a retried run and this never interleave.
+            with provision_lock(provision_id, timeout_s=5.0):
+                settled[provision_id] = purchase.resolve_orphaned_attempts(provision_id)
+        except LockTimeoutError:
+            continue  # a run holds it and will reconcile them itself
+        except Exception as exc:  # noqa: BLE001 - one order's vendor trouble must not stop the pass
+            get_run_logger().warning("purchases of provision %s not settled: %s", provision_id, exc)
+    return settled

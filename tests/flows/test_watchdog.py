@@ -147,3 +147,40 @@ def test_dunning_cancels_an_order_unpaid_past_the_grace_period(session: Session)
     assert release.sent_at is not None  # the release run was started
     assert [n.recipient for n in session.scalars(select(Notification))] == ["late@student.test"]
     assert _fresh(session, recent.id).status == "past_due"
+
+
+def test_orphaned_purchase_attempts_of_a_cancelled_order_are_settled_by_the_watchdog(
+    pipeline: Any,
+    fast_limits: None,  # noqa: ARG001 - no pacing: this test is about settling
+) -> None:
+    """A killed run's unresolved attempts are wallet reservations nobody else would release."""
+    from core.models import PurchaseAttempt
+    from tasks import purchase
+    from tasks import runtime
+
+    session = pipeline.session
+    provision_id = pipeline.paid_provision("orphan@student.test")
+    names = sorted(d.name for d in session.get(Provision, provision_id).domains)
+    workspace = runtime.zapmail().create_workspace(
+        "ws-orphan", pipeline.settings.zapmail_billing_details
+    )
+    session.get(Provision, provision_id).zapmail_workspace_id = workspace.id
+    session.commit()
+    purchase._reserve(provision_id, runtime.zapmail(), dict.fromkeys(names, 1299))
+    runtime.zapmail().for_workspace(workspace.id).buy_domains(names)  # the run died here
+    session.expire_all()
+    for attempt in session.scalars(select(PurchaseAttempt)):
+        attempt.started_at = utcnow() - timedelta(minutes=10)
+    session.get(Provision, provision_id).status = "cancelled"
+    session.commit()
+
+    result = watchdog()
+
+    assert result["purchases_settled"] == {str(provision_id): dict.fromkeys(names, "bought")}
+    session.expire_all()
+    assert (
+        session.scalars(select(PurchaseAttempt).where(PurchaseAttempt.resolution.is_(None))).all()
+        == []
+    )
+    charged = [e["item"] for e in pipeline.sandbox.ledger(kind="domain_purchase")]
+    assert sorted(charged) == names  # settling bought nothing

@@ -373,3 +373,31 @@ def test_the_throttled_transport_never_resends_a_spending_request_on_429(
         response = client.post("/v2/domains/buy", json={}, extensions=extensions)
     assert len(calls) == sent
     assert response.status_code == (429 if spends else 200)
+
+
+def test_orphaned_attempts_of_a_cancelled_order_are_settled_and_stop_reserving_the_wallet(
+    money: Money,
+) -> None:
+    # A run was killed after recording its attempts; the order was then cancelled, so no run
+    # comes back to reconcile them. One buy went through at the vendor, the other never left.
+    charged_id, charged = money.provision("orphancharged", count=2)
+    lost_id, lost = money.provision("orphanlost", count=2)
+    for provision_id, names in ((charged_id, charged), (lost_id, lost)):
+        purchase._reserve(provision_id, runtime.zapmail(), {n: 1299 for n in names})
+    workspace = money.session.get(Provision, charged_id).zapmail_workspace_id
+    runtime.zapmail().for_workspace(workspace).buy_domains(charged)
+    for provision_id in (charged_id, lost_id):
+        money.session.get(Provision, provision_id).status = "cancelled"
+    money.session.commit()
+    time.sleep(money.settings.purchase_settle_s)  # both are older than the settle window
+
+    assert purchase.resolve_orphaned_attempts(charged_id) == dict.fromkeys(charged, "bought")
+    assert purchase.resolve_orphaned_attempts(lost_id) == dict.fromkeys(lost, "not_bought")
+
+    assert money.charges() == Counter(charged)  # settling bought nothing
+    money.session.expire_all()
+    open_rows = money.session.scalars(
+        select(PurchaseAttempt).where(PurchaseAttempt.resolution.is_(None))
+    ).all()
+    assert open_rows == []  # no reservation is left holding the operator's wallet
+    assert purchase.resolve_orphaned_attempts(lost_id) == {}
