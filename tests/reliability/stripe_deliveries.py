@@ -1,8 +1,12 @@
 """A shuffled stream of Stripe webhook deliveries for many checkouts, good and bad, signed for real.
 
-Each checkout produces the events Stripe sends for it (most of which the portal ignores); the
-stream then mixes in redeliveries, bad signatures, stale timestamps and malformed bodies, so a test
-can post it and compare the outcome with what each checkout's payment says should happen.
+Each checkout is a real order (wizard, snapshot, Checkout Session on the Stripe sandbox) that
+``end_at_sandbox`` finishes the intended way on Stripe's side (hosted page, bank debit settled,
+session expired). The stream is made of the events Stripe itself recorded for them (so every body
+is Stripe's own copy of its object at that moment), plus correctly signed lies (sessions Stripe
+never created; real unpaid sessions claimed paid), redeliveries, bad signatures, stale timestamps
+and malformed bodies, so a test can post it and compare the outcome with what each checkout's
+payment says should happen.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
+import httpx
 import stripe
 
 # How each checkout ends, and whether that means "provision exactly once".
@@ -34,11 +39,12 @@ BAD_SIGNATURE_SHARE = 0.05
 STALE_SHARE = 0.02
 MALFORMED_SHARE = 0.03
 TOLERANCE_S = 300
+STRIPE_KEY = "sk_test_sandbox"
 
 
 @dataclass(frozen=True)
 class Checkout:
-    """One student's order awaiting payment (a provision row with its Checkout Session)."""
+    """One student's order: a provision, its snapshot and a real Checkout Session on the sandbox."""
 
     provision_id: int
     user_id: int
@@ -59,6 +65,9 @@ class Delivery:
     headers: dict[str, str]
     kind: str  # first | duplicate | bad_signature | stale | malformed
     event_id: str | None = None
+    # Correctly signed but untrue (Stripe never sent it): "stranger" names a session Stripe never
+    # created; "unpaid_as_paid" claims a real, unpaid session was paid.
+    forgery: str | None = None
 
     @property
     def good(self) -> bool:
@@ -73,6 +82,8 @@ class Stream:
     deliveries: list[Delivery]
     unique_events: int
     event_types: Counter[str] = field(default_factory=Counter)
+    stripe_events: int = 0  # of unique_events, how many Stripe itself recorded
+    forged_paid: list[Checkout] = field(default_factory=list)  # unpaid sessions claimed paid
 
     def count(self, kind: str) -> int:
         """Number of deliveries of one kind."""
@@ -100,18 +111,20 @@ def _headers(sig: str | None) -> dict[str, str]:
 
 
 class _Events:
-    """Builds Stripe event bodies with unique ids and increasing creation times."""
+    """Builds forged event bodies (Stripe's envelope) with unique ids and increasing times."""
 
-    def __init__(self, rng: random.Random) -> None:
-        self._rng = rng
+    def __init__(self) -> None:
         self._clock = int(time.time()) - 3600
         self.bodies: list[dict[str, Any]] = []
+        self.forgeries: dict[str, str] = {}  # event id -> forgery kind
 
-    def add(self, event_type: str, obj: dict[str, Any]) -> None:
+    def add(self, event_type: str, obj: dict[str, Any], forgery: str) -> None:
         self._clock += 1
+        event_id = f"evt_chaos_{uuid.uuid4().hex[:24]}"
+        self.forgeries[event_id] = forgery
         self.bodies.append(
             {
-                "id": f"evt_chaos_{uuid.uuid4().hex[:24]}",
+                "id": event_id,
                 "object": "event",
                 "api_version": "2026-10-28.endive",
                 "created": self._clock,
@@ -123,90 +136,100 @@ class _Events:
         )
 
 
-def _session(c: Checkout, *, paid: bool, status: str = "complete") -> dict[str, Any]:
-    return {
-        "id": c.session_id,
-        "object": "checkout.session",
-        "mode": "subscription",
-        "status": status,
-        "payment_status": "paid" if paid else "unpaid",
-        "client_reference_id": str(c.provision_id),
-        "customer": f"cus_{c.session_id[-12:]}",
-        "subscription": f"sub_{c.session_id[-12:]}",
-        "metadata": {"provision_id": str(c.provision_id), "user_id": str(c.user_id)},
-    }
+def end_at_sandbox(sandbox: Any, c: Checkout) -> None:
+    """Finish one checkout its intended way on Stripe's side, as the student and the bank would.
 
-
-def _sub(c: Checkout, status: str) -> dict[str, Any]:
-    return {
-        "id": f"sub_{c.session_id[-12:]}",
-        "object": "subscription",
-        "status": status,
-        "metadata": {"provision_id": str(c.provision_id), "user_id": str(c.user_id)},
-    }
-
-
-def _invoice(c: Checkout, status: str) -> dict[str, Any]:
-    return {
-        "id": f"in_{c.session_id[-12:]}",
-        "object": "invoice",
-        "status": status,
-        "billing_reason": "subscription_create",
-        "metadata": {},
-        "parent": {
-            "type": "subscription_details",
-            "subscription_details": {
-                "subscription": f"sub_{c.session_id[-12:]}",
-                "metadata": {"provision_id": str(c.provision_id), "user_id": str(c.user_id)},
-            },
-        },
-    }
-
-
-def _checkout_events(events: _Events, c: Checkout) -> None:
-    """What Stripe sends for one checkout, in its natural order (shuffled later)."""
-    other = {"id": f"pi_{c.session_id[-12:]}", "object": "payment_intent"}
-    events.add("customer.created", {"id": f"cus_{c.session_id[-12:]}", "object": "customer"})
+    Card and bank debit are the hosted page's buttons; a bank debit is then settled through the
+    sandbox's control endpoint; an abandoned session is expired through Stripe's API (as the
+    portal's ``billing.expire_checkout`` does). Bank debits must not settle on the sandbox's own
+    clock meanwhile: the caller sets ``async_payment_delay_s`` to null first.
+    """
     if c.kind == ABANDONED:
-        events.add("checkout.session.expired", _session(c, paid=False, status="expired"))
+        answer = httpx.post(
+            f"{sandbox.stripe_url}/v1/checkout/sessions/{c.session_id}/expire",
+            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+        )
+        answer.raise_for_status()
         return
-    if c.kind == PAID:
-        events.add("checkout.session.completed", _session(c, paid=True))
-        events.add("customer.subscription.created", _sub(c, "active"))
-        events.add("invoice.created", _invoice(c, "draft"))
-        events.add("invoice.finalized", _invoice(c, "open"))
-        events.add("invoice.paid", _invoice(c, "paid"))
-        events.add("payment_intent.succeeded", other)
-        events.add("charge.succeeded", {"id": f"ch_{c.session_id[-12:]}", "object": "charge"})
-        return
-    events.add("checkout.session.completed", _session(c, paid=False))
-    events.add("customer.subscription.created", _sub(c, "incomplete"))
-    events.add("payment_intent.processing", other)
-    if c.kind == ASYNC_OK:
-        events.add("checkout.session.async_payment_succeeded", _session(c, paid=True))
-        events.add("customer.subscription.updated", _sub(c, "active"))
-        events.add("invoice.paid", _invoice(c, "paid"))
-    else:
-        events.add("checkout.session.async_payment_failed", _session(c, paid=False))
-        events.add("invoice.payment_failed", _invoice(c, "open"))
-        events.add("customer.subscription.updated", _sub(c, "incomplete_expired"))
+    action = "card" if c.kind == PAID else "bank_debit"
+    answer = httpx.post(
+        f"{sandbox.stripe_url}/checkout/{c.session_id}/pay", data={"action": action}
+    )
+    # The hosted page answers a payment with a 303 to the portal's success page.
+    assert answer.status_code == 303, (c, answer.status_code, answer.text[:200])
+    if c.kind in (ASYNC_OK, ASYNC_FAILED):
+        outcome = "succeeded" if c.kind == ASYNC_OK else "failed"
+        sandbox.control(
+            "POST", f"/stripe/checkout/{c.session_id}/async_payment", json={"outcome": outcome}
+        ).raise_for_status()
+
+
+def stripe_session(sandbox: Any, session_id: str) -> dict[str, Any]:
+    """Stripe's own copy of a Checkout Session, as ``GET /v1/checkout/sessions/{id}`` returns it."""
+    answer = httpx.get(
+        f"{sandbox.stripe_url}/v1/checkout/sessions/{session_id}",
+        headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+    )
+    answer.raise_for_status()
+    return dict(answer.json())
+
+
+def stripe_events(sandbox: Any) -> list[dict[str, Any]]:
+    """Every event the Stripe sandbox recorded (oldest first): what Stripe would deliver."""
+    answer = sandbox.control("GET", "/stripe/events")
+    answer.raise_for_status()
+    return list(answer.json()["events"])
 
 
 def _strangers(events: _Events, checkouts: list[Checkout], count: int) -> None:
-    """Paid events for sessions we never created, some naming a real order of another student."""
+    """Paid events for sessions Stripe never created, some naming a real order of another student."""
     unpaid = [c for c in checkouts if not c.paid] or checkouts
     for i in range(count):
-        stranger = Checkout(0, 0, f"cs_test_unknown_{uuid.uuid4().hex[:16]}", PAID)
-        obj = _session(stranger, paid=True)
+        sid = f"cs_test_unknown_{uuid.uuid4().hex[:16]}"
+        obj: dict[str, Any] = {
+            "id": sid,
+            "object": "checkout.session",
+            "mode": "subscription",
+            "status": "complete",
+            "payment_status": "paid",
+            "customer": f"cus_{sid[-12:]}",
+            "subscription": f"sub_{sid[-12:]}",
+            "metadata": {},
+            "client_reference_id": None,
+        }
         if i % 2:
-            # Forged: names a real unpaid order but another student (must not be fulfilled).
+            # Names a real unpaid order, and another student (must not be fulfilled).
             victim = unpaid[i % len(unpaid)]
             obj["metadata"] = {"provision_id": str(victim.provision_id), "user_id": "999999999"}
             obj["client_reference_id"] = str(victim.provision_id)
-        else:
-            obj["metadata"] = {}
-            obj["client_reference_id"] = None
-        events.add("checkout.session.completed", obj)
+        events.add("checkout.session.completed", obj, "stranger")
+
+
+def forged_paid_targets(checkouts: list[Checkout], count: int) -> list[Checkout]:
+    """The real but unpaid checkouts that forged "paid" events name (failed and abandoned alike)."""
+    unpaid = [c for c in checkouts if not c.paid]
+    failed = [c for c in unpaid if c.kind == ASYNC_FAILED]
+    abandoned = [c for c in unpaid if c.kind == ABANDONED]
+    mixed = [c for pair in zip(failed, abandoned, strict=False) for c in pair]
+    mixed += [c for c in unpaid if c not in mixed]
+    return mixed[: max(0, count)]
+
+
+def _unpaid_as_paid(events: _Events, sandbox: Any, targets: list[Checkout]) -> None:
+    """Correctly signed events whose body says a real, unpaid session was completed and paid.
+
+    The body is Stripe's own copy of the session with only its status and payment changed: every
+    id and all metadata are genuine, so only asking Stripe tells the lie apart.
+    """
+    for i, c in enumerate(targets):
+        obj = stripe_session(sandbox, c.session_id)
+        obj.update(status="complete", payment_status="paid")
+        kind = (
+            "checkout.session.completed"
+            if i % 2 == 0
+            else "checkout.session.async_payment_succeeded"
+        )
+        events.add(kind, obj, "unpaid_as_paid")
 
 
 def malformed_bodies() -> list[bytes]:
@@ -330,20 +353,26 @@ def _bad_signature(rng: random.Random, body: bytes, secret: str) -> Delivery:
     return Delivery(body, _headers(sig), "bad_signature")
 
 
-def build_stream(checkouts: list[Checkout], secret: str, *, seed: int) -> Stream:
-    """Every event of every checkout, then redeliveries and bad deliveries, shuffled."""
+def build_stream(checkouts: list[Checkout], sandbox: Any, secret: str, *, seed: int) -> Stream:
+    """Every event Stripe recorded, forgeries, then redeliveries and bad deliveries, shuffled.
+
+    Call it once every checkout has ended at the sandbox (``end_at_sandbox``).
+    """
     rng = random.Random(seed)
-    events = _Events(rng)
-    for c in checkouts:
-        _checkout_events(events, c)
-    _strangers(events, checkouts, max(2, len(checkouts) // 10))
-    unique = [json.dumps(e).encode() for e in events.bodies]
+    real = stripe_events(sandbox)
+    lies = _Events()
+    _strangers(lies, checkouts, max(2, len(checkouts) // 10))
+    targets = forged_paid_targets(checkouts, max(2, len(checkouts) // 10))
+    _unpaid_as_paid(lies, sandbox, targets)
+    bodies = real + lies.bodies
+    unique = [json.dumps(e).encode() for e in bodies]
+    forgery = [lies.forgeries.get(e["id"]) for e in bodies]
     good_share = 1 - DUPLICATE_SHARE - BAD_SIGNATURE_SHARE - STALE_SHARE - MALFORMED_SHARE
     total = round(len(unique) / good_share)
 
     deliveries = [
-        Delivery(b, _headers(signature(b, secret)), "first", e["id"])
-        for b, e in zip(unique, events.bodies, strict=True)
+        Delivery(b, _headers(signature(b, secret)), "first", e["id"], f)
+        for b, e, f in zip(unique, bodies, forgery, strict=True)
     ]
     for _ in range(round(total * DUPLICATE_SHARE)):
         i = rng.randrange(len(unique))
@@ -353,7 +382,8 @@ def build_stream(checkouts: list[Checkout], secret: str, *, seed: int) -> Stream
                 unique[i],
                 _headers(signature(unique[i], secret)),
                 "duplicate",
-                events.bodies[i]["id"],
+                bodies[i]["id"],
+                forgery[i],
             )
         )
     for _ in range(round(total * BAD_SIGNATURE_SHARE)):
@@ -365,7 +395,13 @@ def build_stream(checkouts: list[Checkout], secret: str, *, seed: int) -> Stream
     for _ in range(round(total * MALFORMED_SHARE)):
         deliveries.append(_malformed(rng, secret))
     rng.shuffle(deliveries)
-    return Stream(deliveries, len(unique), Counter(e["type"] for e in events.bodies))
+    return Stream(
+        deliveries,
+        len(unique),
+        Counter(e["type"] for e in bodies),
+        stripe_events=len(real),
+        forged_paid=targets,
+    )
 
 
 def verifies(delivery: Delivery, secret: str) -> bool:

@@ -1,10 +1,14 @@
 """Webhook chaos: a thousand shuffled, duplicated and partly forged Stripe deliveries (M2).
 
-100 checkouts (``make chaos``; 20 in ``make test``) end paid, paid later, failed or abandoned.
-Their events, redelivered about 30% of the time and mixed with bad signatures, stale timestamps
-and malformed bodies, are posted in random order, a tenth of them over real HTTP. Afterwards every
-paid checkout has exactly one provisioning run on the Prefect server and no other checkout has
-any; every bad delivery got a 400 and changed nothing; every good one got a 2xx.
+100 real checkouts (``make chaos``; 20 in ``make test``), each ordered through the wizard (a
+pending provision, its snapshot and a Checkout Session on the Stripe sandbox with ``order_id`` in
+its metadata), end paid, paid later, failed or abandoned at the sandbox. The events Stripe
+recorded for them, plus correctly signed lies (sessions Stripe never created; real unpaid
+sessions claimed paid), redelivered about 30% of the time and mixed with bad signatures, stale
+timestamps and malformed bodies, are posted in random order, a tenth of them over real HTTP.
+Afterwards every paid checkout has exactly one provisioning run on the Prefect server and no
+other checkout has any; every bad delivery got a 400 and changed nothing; every good one got a
+2xx; no lie started anything.
 """
 
 from __future__ import annotations
@@ -28,17 +32,27 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
+from core.models import OrderSnapshot
+from core.models import OutboxMessage
 from core.models import Provision
+from portal import fulfilment
+from portal import outbox_sender
+from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import WEBHOOK_SECRET
 from tests.portal.helpers import make_provision
 from tests.portal.helpers import make_user
+from tests.portal.helpers import wizard_to_checkout
 from tests.reliability import figures
+from tests.reliability.stripe_deliveries import ABANDONED
+from tests.reliability.stripe_deliveries import ASYNC_FAILED
 from tests.reliability.stripe_deliveries import Checkout
 from tests.reliability.stripe_deliveries import Delivery
 from tests.reliability.stripe_deliveries import assign_kinds
 from tests.reliability.stripe_deliveries import build_stream
+from tests.reliability.stripe_deliveries import end_at_sandbox
 from tests.reliability.stripe_deliveries import malformed_bodies
 from tests.reliability.stripe_deliveries import raw_signature
+from tests.reliability.stripe_deliveries import stripe_session
 from tests.reliability.stripe_deliveries import verifies
 
 pytestmark = pytest.mark.prefect
@@ -64,18 +78,32 @@ def http_url(chaos_app: Flask) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def _checkouts(session: Session, count: int) -> list[Checkout]:
+def _checkouts(app: Flask, session: Session, sandbox: Any, count: int) -> list[Checkout]:
+    """``count`` real orders through the wizard, each then ended its intended way at the sandbox."""
     run = uuid.uuid4().hex[:8]
+    # Bank debits settle when the test says, never on the sandbox's own clock meanwhile.
+    sandbox.control(
+        "POST", "/stripe/settings", json={"async_payment_delay_s": None}
+    ).raise_for_status()
     created = []
     for i, kind in enumerate(assign_kinds(count, seed=count)):
-        user = make_user(session, f"chaos{i}.{run}@example.com")
-        # Unique session ids: Prefect's idempotency keys outlive the rows of earlier tests.
-        sid = f"cs_test_chaos_{run}_{i:03d}"
-        provision = make_provision(
-            session, user, status="pending_payment", stripe_checkout_session_id=sid
-        )
+        email = f"chaos{i}.{run}@example.com"
+        user = make_user(session, email)
+        session.commit()
+        client = app.test_client()
+        client.post("/auth/login", data={"email": email, "password": PASSWORD})
+        # Unique brands, so unique domains: each order holds its own names.
+        sid = wizard_to_checkout(client, session, f"chaos{run}{i:03d}")
+        assert sid.startswith("cs_test_"), sid
+        provision = session.scalars(select(Provision).where(Provision.user_id == user.id)).one()
+        snapshot = session.scalars(
+            select(OrderSnapshot).where(OrderSnapshot.checkout_session_id == sid)
+        ).one()
+        # The session Stripe holds names this order's snapshot (what fulfilment will compare).
+        assert stripe_session(sandbox, sid)["metadata"]["order_id"] == str(snapshot.id)
         created.append(Checkout(provision.id, user.id, sid, kind))
-    session.commit()
+    for c in created:
+        end_at_sandbox(sandbox, c)
     return created
 
 
@@ -131,11 +159,19 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def test_chaos_deliveries_provision_each_paid_checkout_exactly_once(
-    chaos_app: Flask, http_url: str, portal_prefect: str, session: Session, engine: Engine
+    chaos_app: Flask,
+    http_url: str,
+    portal_prefect: str,
+    portal_sandbox: Any,
+    session: Session,
+    engine: Engine,
 ) -> None:
     started = datetime.now(UTC)
-    checkouts = _checkouts(session, CHECKOUTS)
-    stream = build_stream(checkouts, WEBHOOK_SECRET, seed=CHECKOUTS)
+    t0 = time.perf_counter()
+    checkouts = _checkouts(chaos_app, session, portal_sandbox, CHECKOUTS)
+    setup_s = time.perf_counter() - t0
+    stream = build_stream(checkouts, portal_sandbox, WEBHOOK_SECRET, seed=CHECKOUTS)
+    assert stream.forged_paid, "the stream must claim some unpaid session paid"
     # The SDK's own verifier agrees on which deliveries carry a valid signature.
     for delivery in stream.deliveries:
         expected = delivery.kind in ("first", "duplicate", "malformed")
@@ -144,10 +180,15 @@ def test_chaos_deliveries_provision_each_paid_checkout_exactly_once(
     client = chaos_app.test_client()
     statuses: Counter[tuple[str, int]] = Counter()
     outcomes: Counter[str] = Counter()
+    lie_outcomes: Counter[tuple[str, str]] = Counter()
     times: dict[str, list[float]] = {"test client": [], "http": []}
     bad_that_wrote: list[str] = []
     with httpx.Client(base_url=http_url, timeout=30) as http:
         for i, delivery in enumerate(stream.deliveries):
+            if not delivery.good:
+                # Runs queued by earlier good deliveries are started (and their ids written) in
+                # the background: let that settle so only this delivery's effect is compared.
+                assert outbox_sender.wait_idle(60)
             before = None if delivery.good else _fingerprint(engine)
             transport = "http" if i % HTTP_EVERY == 0 else "test client"
             t0 = time.perf_counter()
@@ -155,7 +196,10 @@ def test_chaos_deliveries_provision_each_paid_checkout_exactly_once(
             times[transport].append(time.perf_counter() - t0)
             statuses[(delivery.kind, status)] += 1
             if delivery.good:
-                outcomes[body.get("outcome") or body.get("status") or "?"] += 1
+                outcome = body.get("outcome") or body.get("status") or "?"
+                outcomes[outcome] += 1
+                if delivery.forgery:
+                    lie_outcomes[(delivery.forgery, outcome)] += 1
             elif _fingerprint(engine) != before:
                 bad_that_wrote.append(delivery.kind)
 
@@ -165,10 +209,17 @@ def test_chaos_deliveries_provision_each_paid_checkout_exactly_once(
     assert all(k[1] == 400 for k in statuses if k[0] not in GOOD), statuses
     assert bad_that_wrote == []
 
+    # A correctly signed lie is refused by asking Stripe: a session it never created is unknown,
+    # a real unpaid one claimed paid is still unpaid (failed) or not complete (expired).
+    allowed = {
+        "stranger": {"unknown_session", "duplicate"},
+        "unpaid_as_paid": {"awaiting_payment", "not_complete", "duplicate"},
+    }
+    assert {k for k in lie_outcomes if k[1] not in allowed[k[0]]} == set(), lie_outcomes
+    assert {k[0] for k in lie_outcomes} == {"stranger", "unpaid_as_paid"}, lie_outcomes
+
     # Exactly one run per paid checkout, none for the others, and the provision points at it.
     # Runs start after the commit (the outbox sender): let it finish what it was handed.
-    from portal import outbox_sender
-
     assert outbox_sender.wait_idle(60)
     runs = _runs_by_provision(portal_prefect, started)
     session.expire_all()
@@ -188,15 +239,54 @@ def test_chaos_deliveries_provision_each_paid_checkout_exactly_once(
                 None,
             ), c
     assert set(runs) <= {c.provision_id for c in checkouts if c.paid}
+    # The new design's promise: a signed body saying "paid" for a real unpaid session starts
+    # nothing (its order stays unpaid, no run on the Prefect server).
+    for c in stream.forged_paid:
+        assert not c.paid
+        assert runs[c.provision_id] == 0, c
+        assert (rows[c.provision_id].status, rows[c.provision_id].paid_at) == (
+            "pending_payment",
+            None,
+        ), c
+    # Each order's snapshot ends as Stripe says it did; nothing paid was refunded instead.
+    snapshots = {
+        s.checkout_session_id: s.status
+        for s in session.scalars(
+            select(OrderSnapshot).where(
+                OrderSnapshot.checkout_session_id.in_([c.session_id for c in checkouts])
+            )
+        )
+    }
+    expected = {ABANDONED: "expired", ASYNC_FAILED: "open"}
+    assert {c.session_id: snapshots[c.session_id] for c in checkouts} == {
+        c.session_id: "paid" if c.paid else expected[c.kind] for c in checkouts
+    }
+    refunds = session.scalars(select(OutboxMessage.key).where(OutboxMessage.key.like("refund:%")))
+    assert list(refunds) == []
     # Each good event was stored once, whatever the number of redeliveries.
     events, _, _ = _fingerprint(engine)
     assert events == stream.unique_events
 
     paid = sum(c.paid for c in checkouts)
+    # Known product gap (reported, not asserted): a failed bank debit whose "completed" event is
+    # handled after its "async_payment_failed" is left saying "processing", which blocks paying
+    # again from the review page (portal/fulfilment.py fulfil_checkout, wizard _pay).
+    failed_saying_processing = sum(
+        1
+        for c in checkouts
+        if c.kind == ASYNC_FAILED
+        and rows[c.provision_id].status_reason == fulfilment.PAYMENT_PROCESSING_REASON
+    )
     all_times = times["test client"] + times["http"]
     figures.record(
         "webhook chaos",
         checkouts=len(checkouts),
+        checkout_setup_s=round(setup_s, 1),
+        stripe_events=stream.stripe_events,
+        forged_events=stream.unique_events - stream.stripe_events,
+        forged_paid_sessions=len(stream.forged_paid),
+        lie_outcomes={f"{k} {o}": n for (k, o), n in sorted(lie_outcomes.items())},
+        failed_bank_debits_left_saying_processing=failed_saying_processing,
         checkouts_by_outcome=dict(Counter(c.kind for c in checkouts)),
         deliveries=len(stream.deliveries),
         deliveries_over_http=len(times["http"]),
