@@ -177,21 +177,20 @@ def schedule_mailbox_removal(provision_id: int, step_key: str = "cancel:remove_m
             details["scheduled"] = 0
             return 0
         client = runtime.zapmail().for_workspace(workspace_id)
-        remote = {(m.address or "").lower(): m.id for m in client.iter_mailboxes()}
-        with runtime.db() as session:
-            done = {
-                row.address for row in _mailboxes(session, provision_id) if row.removal_scheduled_at
-            }
+        listed = list(client.iter_mailboxes())
+        remote = {(m.address or "").lower(): m.id for m in listed}
+        # Zapmail's own flag is the truth, never our rows: a run that failed halfway, or an
+        # answer recorded without its effect, must not make a later run skip a mailbox.
+        todo = sorted((m.address or "").lower() for m in listed if not _scheduled_at_vendor(m))
         # Removal at the renewal, never at once: the student keeps what the period paid for.
-        todo = sorted(address for address in remote if address not in done)
         if todo:
             client.schedule_mailbox_removal([remote[address] for address in todo])
-            now = utcnow()
-            with runtime.db() as session:
-                for row in _mailboxes(session, provision_id):
-                    if row.address in remote and row.removal_scheduled_at is None:
-                        row.removal_scheduled_at = now
-                        row.zapmail_mailbox_id = row.zapmail_mailbox_id or remote[row.address]
+        now = utcnow()
+        with runtime.db() as session:
+            for row in _mailboxes(session, provision_id):
+                if row.address in remote:
+                    row.removal_scheduled_at = row.removal_scheduled_at or now
+                    row.zapmail_mailbox_id = row.zapmail_mailbox_id or remote[row.address]
         details["scheduled"] = len(todo)
         details["mailboxes"] = len(remote)
         return len(todo)
@@ -258,6 +257,13 @@ def finish_cancellation(
             "You can still sign in to see your dashboard and your data.",
         )
         return [key]
+
+
+def _scheduled_at_vendor(mailbox: Any) -> bool:
+    """Whether Zapmail's listing says the mailbox is already scheduled for removal."""
+    # Not a typed field of the client's model: read from the listing's own key when present.
+    extra = mailbox.model_extra or {}
+    return extra.get("scheduledForRemoval") is True
 
 
 def _zapmail_workspace(provision_id: int) -> str | None:

@@ -219,3 +219,61 @@ def test_a_provision_that_is_not_cancelled_is_left_alone(
         select(ProvisioningStep.step_key).where(ProvisioningStep.provision_id == provision_id)
     ).all()
     assert not steps  # it stopped before touching anything
+
+
+def test_a_release_that_failed_halfway_is_redone_by_a_new_run_from_the_vendors_state(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.cancellation import release_again
+    from core.cancellation import request_cancellation
+    from core.models import OutboxMessage
+
+    for cancel_task in CANCEL_TASKS:
+        monkeypatch.setattr(cancel_task, "retry_delay_seconds", [0.1] * cancel_task.retries)
+    provision_id = pipeline.paid_provision("halfway@student.test")
+    assert provision(provision_id)["status"] == "active"
+    session = pipeline.session
+    session.expire_all()
+    row = session.get(Provision, provision_id)
+    assert row is not None
+    runtime.zapmail().for_workspace(row.zapmail_workspace_id or "").set_auto_renew(
+        [d.zapmail_domain_id for d in row.domains], True
+    )
+    # Our rows claim half the mailboxes are already scheduled for removal; Zapmail says not
+    # (a recorded answer whose effect never happened). Only Zapmail's word may count.
+    boxes = session.scalars(select(Mailbox).order_by(Mailbox.id)).all()
+    for box in boxes[::2]:
+        box.removal_scheduled_at = utcnow()
+    assert request_cancellation(session, provision_id, reason="subscription ended")
+    session.commit()
+    # Zapmail's auto-renew endpoint is down: the release run fails halfway.
+    pipeline.sandbox.add_fault(
+        vendor="zapmail",
+        method="POST",
+        path="/v2/domains/update-auto-renew",
+        kind="status",
+        status=500,
+        times=None,
+    )
+
+    failed = cancel_provision(provision_id, return_state=True)
+
+    assert failed.is_failed()
+    assert any(d["autoRenew"] for d in zapmail_state(pipeline)["domains"])
+
+    # The outage ends; asking again queues a new run under a new key (not the failed one's).
+    pipeline.sandbox.clear_faults()
+    assert release_again(session, provision_id)
+    session.commit()
+    keys = sorted(
+        session.scalars(
+            select(OutboxMessage.key).where(OutboxMessage.key.like(f"cancel:{provision_id}:%"))
+        )
+    )
+    assert keys == [f"cancel:{provision_id}:1", f"cancel:{provision_id}:2"]
+
+    result = cancel_provision(provision_id)  # the run the outbox sender starts for key 2
+
+    assert result["status"] == "cancelled"
+    assert result["domains_renewal_stopped"] == 3
+    assert_everything_off(pipeline, provision_id)
