@@ -15,7 +15,9 @@ from core.crypto import SecretBox
 from core.db import utcnow
 from core.models import AuditLog
 from core.models import Mailbox
+from core.models import OutboxMessage
 from core.models import Provision
+from portal import outbox_sender
 from tests.portal import prefect_support
 from tests.portal.helpers import add_snapshots
 from tests.portal.helpers import make_provision
@@ -232,15 +234,21 @@ def test_refresh_starts_one_run_per_cooldown(
     }
 
 
-def test_refresh_failure_to_start_does_not_spend_the_cooldown(
+def test_a_refresh_asked_while_prefect_is_down_is_queued_and_started_later(
     client: Any, ann: Any, session: Session
 ) -> None:
+    # Runs start from the outbox after the commit: Prefect being down (no API URL here) does not
+    # lose the request; the row stays unsent with its error, and the watchdog starts it later.
     provision = make_provision(session, ann, status="active")
     session.commit()
     page = client.post("/dashboard/refresh", follow_redirects=True).get_data(as_text=True)
-    assert "could not be started" in page
+    assert "Refreshing your numbers" in page
+    assert outbox_sender.wait_idle()
     session.expire_all()
-    assert session.get(Provision, provision.id).last_refresh_requested_at is None
+    row = session.scalars(select(OutboxMessage)).one()
+    assert row.key.startswith(f"refresh:{provision.id}:") and row.sent_at is None
+    assert row.last_error and row.attempts == 1
+    assert session.get(Provision, provision.id).last_refresh_requested_at is not None
 
 
 def test_billing_opens_the_stripe_customer_portal(

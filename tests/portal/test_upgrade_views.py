@@ -17,6 +17,7 @@ from core.models import Domain
 from core.models import Provision
 from core.models import Tier
 from core.models import Upgrade
+from portal import outbox_sender
 from tests.portal import prefect_support
 from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_provision
@@ -100,6 +101,8 @@ def test_upgrade_charges_the_difference_and_starts_the_upgrade_flow(
     before = prefect_support.run_ids(portal_prefect, "upgrade/on-demand")
     response = client.post("/upgrade/review")
     assert response.headers["Location"] == "/progress"
+    # The run is started after the commit by the portal's outbox sender.
+    assert outbox_sender.wait_idle()
     session.expire_all()
     upgrade = session.scalars(select(Upgrade)).one()
     assert upgrade.status == "provisioning"
