@@ -16,21 +16,24 @@ from tasks.watchdog import enforce_dunning
 from tasks.watchdog import find_stalled
 from tasks.watchdog import restart_or_escalate
 from tasks.watchdog import send_outbox
+from tasks.watchdog import settle_orphaned_purchases
 from tasks.watchdog import stop_billing_cancelled
 
 
 @flow(name="watchdog", flow_run_name="watchdog")
 def watchdog(send_after_s: float = 30.0) -> dict[str, Any]:
-    """One pass: outbox, stalled paid orders, dunning, billing of cancelled orders."""
+    """One pass: outbox, stalled paid orders, dunning, billing of cancelled orders, orphaned buys."""
     sent = send_outbox(send_after_s)
     restarted = {f"{s['kind']}:{s['id']}": restart_or_escalate(s) for s in find_stalled()}
     dunned = enforce_dunning()
     stopped = stop_billing_cancelled()
+    settled = settle_orphaned_purchases()
     return {
         "sent": sent,
         "restarted": restarted,
         "dunning_cancelled": dunned,
         "billing_stopped": stopped,
+        "purchases_settled": {str(k): v for k, v in settled.items()},
     }
 
 
