@@ -60,7 +60,7 @@ def reconcile_runs() -> dict[str, list[int]]:
             reason = _confirmed_death(run_id)
             if reason:
                 logger.warning("provision %s: %s", provision_id, reason)
-                mark_provision_failed(provision_id, None, reason)
+                mark_provision_failed(provision_id, None, reason, flow_run_id=run_id)
                 failed["provisions"].append(provision_id)
     for upgrade_id, run_id in upgrades:
         if death_of(run_id, states) and _upgrade_still_on(upgrade_id, run_id):
