@@ -341,6 +341,19 @@ def payment_failed(db: Session, session: Any) -> str:
         return "ignored"
     if checkout.payment_status in PAID:
         return "ignored"
+    # A failed delayed payment is final for this session: its snapshot can never be paid now.
+    # Closing it also keeps a late "completed" event (Stripe does not order events) from
+    # putting back "your bank is processing", which would block paying again.
+    db.execute(
+        update(OrderSnapshot)
+        .where(OrderSnapshot.id == snapshot.id, OrderSnapshot.status == OrderStatus.OPEN.value)
+        .values(
+            status=OrderStatus.EXPIRED.value,
+            decided_at=utcnow(),
+            decision_reason=PAYMENT_FAILED_REASON,
+        )
+        .execution_options(synchronize_session=False)
+    )
     provision.status_reason = PAYMENT_FAILED_REASON
     return "payment_failed"
 
