@@ -24,7 +24,8 @@ test: install
 	$(BIN)/python -m pytest -n 4 --dist worksteal
 
 # Long form of the reliability suites (docs/reliability.md): 1,000+ webhook deliveries, larger
-# hypothesis budgets, the fault matrix at every step; figures are printed and written to
+# hypothesis budgets (the money state machines of tests/reliability/test_money_state_machine.py:
+# 150 examples each), the fault matrix at every step; figures are printed and written to
 # instance/reliability.json (fault outcomes to test-artifacts/fault-matrix.jsonl).
 chaos: install
 	RELIABILITY_LONG=1 RELIABILITY_REPORT=instance/reliability.json $(BIN)/python -m pytest \
