@@ -11,6 +11,7 @@ fences an older run of the same upgrade, and a cancelled upgrade, out of that up
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from sqlalchemy import select
 
@@ -57,6 +58,12 @@ def claimed_upgrade_epoch(upgrade_id: int) -> int | None:
     """The upgrade epoch this process claimed, if any."""
     with _lock:
         return _upgrade_claimed.get(upgrade_id)
+
+
+def claim_is_current(provision_id: int) -> list[Any]:
+    """WHERE clauses for "this process's claim is still the provision's current one" (if it holds one)."""
+    mine = claimed_epoch(provision_id)
+    return [] if mine is None else [Provision.run_epoch == mine]
 
 
 def ensure_upgrade_current(upgrade_id: int) -> int:

@@ -134,13 +134,16 @@ def configure_warmup(provision_id: int, addresses: list[str], step_key: str = "w
             raise RuntimeError("mailboxes must be connected to PlusVibe before warmup")
         account_ids = [i for i in ids if i]
         client = runtime.plusvibe()
-        # Checked again just before switching warmup on: a cancellation must never be undone.
-        guards.ensure_current(provision_id)
-        client.bulk_update_accounts(workspace_id, account_ids, WARMUP_DEFAULTS)
-        client.set_warmup_status(workspace_id, account_ids, True)
-        with runtime.db() as session:
-            for row in _mailboxes(session, provision_id, addresses):
-                row.warmup_enabled = True
+        # Checked again just before switching warmup on, under the provision's lock that the
+        # release run's warmup step also takes: a cancellation landing after this check
+        # pauses warmup after the switch, never before it (a cancellation is never undone).
+        with provision_lock(provision_id):
+            guards.ensure_current(provision_id)
+            client.bulk_update_accounts(workspace_id, account_ids, WARMUP_DEFAULTS)
+            client.set_warmup_status(workspace_id, account_ids, True)
+            with runtime.db() as session:
+                for row in _mailboxes(session, provision_id, addresses):
+                    row.warmup_enabled = True
         details["accounts"] = len(account_ids)
         return len(account_ids)
 

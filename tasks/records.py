@@ -13,12 +13,16 @@ from contextlib import contextmanager
 from typing import Any
 
 from prefect.context import TaskRunContext
+from sqlalchemy import case
 from sqlalchemy import select
+from sqlalchemy import update
 
 from core.db import utcnow
 from core.models import Provision
 from core.models import ProvisioningStep
+from core.models import ProvisionStatus
 from core.models import StepStatus
+from tasks import guards
 from tasks import runtime
 from tasks.errors import PipelineError
 from tasks.policies import is_transient
@@ -150,17 +154,39 @@ def complete_step(provision_id: int, key: str) -> None:
 
 
 def mark_waiting(provision_id: int, key: str, *, waiting_for: str, summary: str) -> int:
-    """Show the step as waiting on a vendor, record what the run waits for; return the wait count."""
+    """Show the step as waiting on a vendor, record what the run waits for; return the wait count.
+
+    A compare-and-set: only a current run of an order that is not cancelled records a wait
+    (the sweeper resumes runs by it). Any other run gets StaleRunError and records nothing.
+    """
     with runtime.db() as session:
+        recorded = session.execute(
+            update(Provision)
+            .where(
+                Provision.id == provision_id,
+                Provision.status != ProvisionStatus.CANCELLED.value,
+                *guards.claim_is_current(provision_id),
+            )
+            .values(
+                waiting_for=waiting_for,
+                # The same wait keeps its start; a new one starts now.
+                waiting_since=case(
+                    (Provision.waiting_for == waiting_for, Provision.waiting_since),
+                    else_=utcnow(),
+                ),
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if recorded != 1:
+            raise guards.StaleRunError(
+                f"provision {provision_id} was cancelled or claimed by another run; "
+                "no wait is recorded"
+            )
         row = _row(session, provision_id, key)
         row.status = StepStatus.WAITING.value
         row.started_at = row.started_at or utcnow()
         count = int((row.details or {}).get("waits", 0)) + 1
         row.details = {**(row.details or {}), "waiting": summary, "waits": count}
-        provision = session.get(Provision, provision_id)
-        if provision is not None and provision.waiting_for != waiting_for:
-            provision.waiting_for = waiting_for
-            provision.waiting_since = utcnow()
         return count
 
 
