@@ -133,7 +133,7 @@ def start_provisioning(provision_id: int) -> dict[str, Any]:
                 .where(
                     Provision.id == provision_id,
                     Provision.status == ProvisionStatus.FAILED.value,
-                    *_epoch_is_ours(provision_id),
+                    *guards.claim_is_current(provision_id),
                 )
                 .values(status=ProvisionStatus.PROVISIONING.value, status_reason=None, remedy=None)
                 .execution_options(synchronize_session=False)
@@ -244,12 +244,6 @@ FAIL_FROM = (
 )
 
 
-def _epoch_is_ours(provision_id: int) -> list[Any]:
-    """The WHERE clause "the claim this process holds is still the current one" (if it holds one)."""
-    mine = guards.claimed_epoch(provision_id)
-    return [] if mine is None else [Provision.run_epoch == mine]
-
-
 def _activate(session: Any, provision_id: int) -> bool:
     """Compare-and-set the provision to active (past-due stays past-due); False if not ours."""
     now = utcnow()
@@ -259,7 +253,7 @@ def _activate(session: Any, provision_id: int) -> bool:
         .where(
             Provision.id == provision_id,
             Provision.status.in_(ACTIVATE_FROM),
-            *_epoch_is_ours(provision_id),
+            *guards.claim_is_current(provision_id),
         )
         .values(
             status=ProvisionStatus.ACTIVE.value,
@@ -276,7 +270,7 @@ def _activate(session: Any, provision_id: int) -> bool:
             .where(
                 Provision.id == provision_id,
                 Provision.status == ProvisionStatus.PAST_DUE.value,
-                *_epoch_is_ours(provision_id),
+                *guards.claim_is_current(provision_id),
             )
             .values(activated_at=func.coalesce(Provision.activated_at, now), **clearing)
             .execution_options(synchronize_session=False)
@@ -405,7 +399,7 @@ def mark_provision_failed(
                 Provision.id == provision_id,
                 Provision.status.in_(FAIL_FROM),
                 *holder,
-                *_epoch_is_ours(provision_id),
+                *guards.claim_is_current(provision_id),
             )
             .values(
                 status=ProvisionStatus.FAILED.value,

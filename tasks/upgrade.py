@@ -26,7 +26,6 @@ from core.pipeline import UPGRADE_STEPS
 from core.pipeline import upgrade_step_key
 from tasks import guards
 from tasks import notifications
-from tasks import pipeline
 from tasks import records
 from tasks import runtime
 from tasks.errors import PipelineError
@@ -231,7 +230,7 @@ def _complete(session: Any, upgrade: Upgrade) -> bool:
         .where(
             Provision.id == provision_id,
             Provision.status.in_(UPGRADABLE),
-            *pipeline._epoch_is_ours(provision_id),
+            *guards.claim_is_current(provision_id),
         )
         .values(tier_id=to_tier, waiting_for=None, waiting_since=None)
         .execution_options(synchronize_session=False)
