@@ -133,6 +133,8 @@ def test_upgrade_buys_only_the_new_domains_and_a_rerun_spends_nothing(
 ) -> None:
     provision_id = provisioned(pipeline)
     session = pipeline.session
+    # The session keeps objects after commit: read what the provisioning run wrote.
+    session.expire_all()
     before = session.get(Provision, provision_id)
     old_domains = sorted(d.name for d in before.domains)
     workspace = before.plusvibe_workspace_id
