@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     # After a purchase call with an unknown outcome, how long to keep looking for the domain in
     # the workspace before concluding it was not bought (and only then buying again).
     purchase_settle_s: float = 120.0
+    # How long an export whose answer was lost is given to show up in PlusVibe before it is
+    # exported again (Zapmail counts only successful exports against its 3 per week).
+    export_settle_s: float = 600.0
     # Waiting for domains/mailboxes/accounts: runs with a deployment suspend and free their
     # process; in-process runs poll every wait_poll_s until wait_timeout_s.
     wait_poll_s: float = 30.0

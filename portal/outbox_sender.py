@@ -10,12 +10,11 @@ process killed) is sent by the watchdog deployment (flows/watchdog.py) within ab
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import queue
 import threading
 from collections.abc import Callable
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
 from core import outbox
+from core.db import session_scope
 from portal import orchestration
 from portal.db import database
 
@@ -59,26 +59,6 @@ def perform_with(api_url: str | None) -> Callable[[outbox.Message], str]:
         )
 
     return perform
-
-
-def scope_of(
-    factory: sessionmaker[Session],
-) -> Callable[[], contextlib.AbstractContextManager[Session]]:
-    """A commit-on-success session scope over ``factory`` (one short transaction per step)."""
-
-    @contextlib.contextmanager
-    def scope() -> Iterator[Session]:
-        session = factory()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-
-    return scope
 
 
 def send_committed(db: Session) -> int:
@@ -125,7 +105,11 @@ def _run() -> None:
 
 
 def _send(job: _Job) -> None:
-    sent = outbox.send_due(scope_of(job.factory), perform_with(job.api_url), keys=list(job.keys))
+    sent = outbox.send_due(
+        functools.partial(session_scope, job.factory),
+        perform_with(job.api_url),
+        keys=list(job.keys),
+    )
     missing = set(job.keys) - set(sent)
     if missing:
         # Claimed by another sender, backing off after an error, or already sent: all fine.

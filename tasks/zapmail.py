@@ -8,6 +8,7 @@ provision's lock and look before they write, so a retry never repeats a purchase
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -39,9 +40,10 @@ FAILED = "FAILED"
 NO_SLOTS = "not enough mailboxes"
 # Re-exporting a mailbox is capped (3 per week): only export what PlusVibe does not have yet.
 EXPORT_APP = "PIPL"
+# How often a lost export's accounts are looked for in PlusVibe.
+EXPORT_POLL_S = 10.0
 # How long an export whose answer was lost (no id) may take to show up in PlusVibe before it
 # is exported again; also the grace for a completed export to be listed there.
-EXPORT_WINDOW_S = 30 * 60
 
 
 def workspace_name(provision_id: int) -> str:
@@ -207,7 +209,7 @@ def export_to_plusvibe(
 
     Decided by the vendors' own records every time, never by a cached result (Zapmail allows
     3 exports per mailbox per week): a mailbox PlusVibe lists is done; one with an export in
-    flight at Zapmail (looked up by its id), or requested within ``EXPORT_WINDOW_S`` with the
+    flight at Zapmail (looked up by its id), or requested within ``export_settle_s`` with the
     answer lost, is waited for; one whose export failed, or never arrived, is exported again.
     The request time is recorded before the call and the export id after it.
     """
@@ -239,16 +241,30 @@ def export_to_plusvibe(
             account = client.find_third_party_account(email, app=EXPORT_APP)
             if account is None:
                 raise RuntimeError("Zapmail accepted the PlusVibe login but does not list it")
-        present = {a.email.lower() for a in runtime.plusvibe().iter_accounts(plusvibe_workspace)}
         details["third_party_account_id"] = account.id
-        statuses: dict[str, str] = {}
-        to_export = sorted(
-            address
-            for address, record in rows.items()
-            if record.mailbox_id
-            and address not in present
-            and _needs_export(client, record, statuses)
-        )
+        while True:
+            present = {
+                a.email.lower() for a in runtime.plusvibe().iter_accounts(plusvibe_workspace)
+            }
+            statuses: dict[str, str] = {}
+            to_export = sorted(
+                address
+                for address, record in rows.items()
+                if record.mailbox_id
+                and address not in present
+                and _needs_export(client, record, statuses)
+            )
+            # An export whose answer was lost (no id) and has not shown up yet: look again until
+            # it arrives or export_settle_s has passed (then it is exported again), rather than
+            # leave the run waiting for accounts that may never come.
+            lost = [
+                address
+                for address, record in rows.items()
+                if address not in present and record.export_id is None and record.requested_at
+            ]
+            if to_export or not lost:
+                break
+            time.sleep(min(EXPORT_POLL_S, runtime.settings().export_settle_s / 4))
         details["export_statuses"] = statuses
         details["exported"] = len(to_export)
         if not to_export:
@@ -298,7 +314,7 @@ def _needs_export(client: Any, record: ExportRecord, statuses: dict[str, str]) -
         # Completed at Zapmail, not (yet) listed by PlusVibe: give it the window to arrive.
     if record.requested_at is None:
         return True
-    return utcnow() - record.requested_at > timedelta(seconds=EXPORT_WINDOW_S)
+    return utcnow() - record.requested_at > timedelta(seconds=runtime.settings().export_settle_s)
 
 
 def _record_exports(

@@ -85,6 +85,8 @@ def pipeline(
         wait_poll_s=0.2,
         wait_inline_s=1.0,
         purchase_settle_s=2.0,
+        # The sandbox exports in 1 s: a lost export is looked for 3 s, then exported again.
+        export_settle_s=3.0,
         vendor_timeout_s=5.0,
         _env_file=None,
     )

@@ -15,12 +15,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clients.plusvibe import PlusVibeClient
 from core.cancellation import request_cancellation
-from core.models import Notification
 from core.models import Provision
 from core.settings import Settings
 from flows.provision import provision
@@ -30,6 +28,7 @@ from tasks import records
 from tasks import runtime
 from tests.factories import make_paid_provision
 from tests.flows.conftest import Pipeline
+from tests.flows.test_provision_run_state import student_mail
 
 # How long the test lets the release run's warmup step try to run before the zombie's switch.
 RELEASE_HEAD_START_S = 3.0
@@ -88,16 +87,6 @@ def test_a_zombie_records_no_wait_and_the_current_run_does(fast: Session) -> Non
     fast.expire_all()
     again = fast.get(Provision, row.id)
     assert again is not None and again.waiting_since == since  # the same wait, not a new one
-
-
-def _student_mail(pipeline: Pipeline, provision_id: int) -> list[str]:
-    pipeline.session.expire_all()
-    return sorted(
-        n.key
-        for n in pipeline.session.scalars(
-            select(Notification).where(Notification.key.like(f"%:{provision_id}%"))
-        )
-    )
 
 
 @pytest.mark.prefect
@@ -184,5 +173,5 @@ def test_a_cancellation_landing_just_before_the_activation_write_wins(
     assert row is not None
     assert row.status == "cancelled" and row.activated_at is None
     assert row.status_reason == "student cancelled"
-    keys = _student_mail(pipeline, provision_id)
+    keys = student_mail(pipeline, provision_id)
     assert not [k for k in keys if k.startswith(("provision-active", "provision-failed"))]

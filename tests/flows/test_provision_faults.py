@@ -154,3 +154,25 @@ def test_a_fault_on_the_purchase_never_charges_twice(pipeline: Pipeline, kind: s
     hits = {f["id"]: f["hits"] for f in pipeline.sandbox.control("GET", "/faults").json()["faults"]}
     assert hits[fault["id"]] >= 1, "the purchase met the fault"
     assert_paid_once_and_active(pipeline, provision_id)
+
+
+EXPORT_SELECTED = [k for k in AFTER_EFFECT_KINDS if LONG or k == "after 200 garbage"]
+
+
+@pytest.mark.parametrize("kind", EXPORT_SELECTED)
+def test_any_answer_after_the_export_is_looked_up_never_exported_again(
+    pipeline: Pipeline, kind: str
+) -> None:
+    # Zapmail allows 3 exports per mailbox per week: an export performed and then answered with
+    # anything (garbage, 409, 429, 500) must be found again, not repeated.
+    provision_id = pipeline.paid_provision(email=f"export{kind.replace(' ', '')}@student.test")
+    pipeline.sandbox.add_fault(
+        vendor="zapmail", method="POST", path="/v2/exports/mailboxes", **AFTER_EFFECT_KINDS[kind]
+    )
+
+    run_with_one_retry(pipeline, provision_id)
+
+    assert_paid_once_and_active(pipeline, provision_id)
+    state = pipeline.sandbox.control("GET", "/zapmail/state").json()
+    exports = Counter(box for e in state["exports"] for box in e["mailboxIds"])
+    assert len(exports) == 6 and set(exports.values()) == {1}, exports

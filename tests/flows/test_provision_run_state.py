@@ -129,7 +129,8 @@ def test_the_flow_creates_the_addresses_the_wizard_previewed(fast: Session) -> N
     assert {u for _, u in stored} == {"zoe.oneil", "zoneil", "zoe"}
 
 
-def _student_mail(pipeline: Pipeline, provision_id: int) -> list[str]:
+def student_mail(pipeline: Pipeline, provision_id: int) -> list[str]:
+    """The keys of the emails queued for a provision (its student and its admins)."""
     pipeline.session.expire_all()
     return sorted(
         n.key
@@ -165,7 +166,7 @@ def test_a_cancellation_before_finish_is_never_undone(
     assert row.status == "cancelled" and row.activated_at is None
     assert row.status_reason == "student cancelled"
     assert row.heyreach_list_id is None
-    keys = _student_mail(pipeline, provision_id)
+    keys = student_mail(pipeline, provision_id)
     assert not [k for k in keys if k.startswith("provision-active")]
     assert not [k for k in keys if k.startswith("provision-failed")]
 
@@ -197,4 +198,4 @@ def test_a_zombie_with_an_old_epoch_spends_nothing(
     assert row is not None
     assert row.status == "provisioning" and row.zapmail_workspace_id is None
     # The zombie's end is not the order's failure: the newer run owns the story.
-    assert not [k for k in _student_mail(pipeline, provision_id) if "failed" in k]
+    assert not [k for k in student_mail(pipeline, provision_id) if "failed" in k]
