@@ -61,6 +61,11 @@ def perform_with(api_url: str | None) -> Callable[[outbox.Message], str]:
     return perform
 
 
+def scope_of(factory: sessionmaker[Session]) -> Callable[[], Any]:
+    """A commit-on-success session scope over ``factory`` (one short transaction per step)."""
+    return functools.partial(session_scope, factory)
+
+
 def send_committed(db: Session) -> int:
     """Hand the keys ``db`` enqueued (and has committed) to the sender thread; return how many."""
     keys = outbox.take_enqueued(db)

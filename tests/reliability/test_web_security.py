@@ -403,7 +403,7 @@ def test_every_admin_action_writes_an_audit_row(
         "admin.cancel": (f"/admin/provisions/{cid}/cancel", {"note": "duplicate"}),
         "admin.refund": (
             f"/admin/provisions/{paid.id}/refund",
-            {"amount": "5", "reason": "goodwill"},
+            {"amount": "5", "reason": "goodwill", "cancel_subscription": "keep"},
         ),
     }
     admin_posts = {e for e, m in _state_changing_routes(app) if e.startswith("admin.")}
