@@ -9,14 +9,17 @@ storage, cache records, server and app logs) and the Python log records of this 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from werkzeug.security import generate_password_hash
 
+from core.crud import seed_default_tiers
 from core.crypto import SecretBox
 from core.models import Provision
 from core.models import User
@@ -24,13 +27,13 @@ from core.settings import DEV_DATA_KEY
 from core.settings import DEV_SECRET_KEY
 from core.settings import SANDBOX_KEYS
 from flows.provision import provision
+from portal import outbox_sender
 from tests.flows.conftest import Pipeline
 from tests.portal import prefect_support
 from tests.portal.conftest import portal_settings
 from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import checkout_session
-from tests.portal.helpers import event
 from tests.portal.helpers import post_event
+from tests.portal.helpers import wizard_to_checkout
 from tests.reliability import figures
 from tests.reliability import secret_scan
 
@@ -49,22 +52,32 @@ def test_no_secret_in_plaintext_after_a_paid_provisioning_and_the_whole_suite(
     from portal import create_app
 
     caplog.set_level(logging.DEBUG)
-    # A checkout paid through the signed webhook starts the run on the Prefect server...
-    provision_id = pipeline.paid_provision(email="scan@student.test")
-    row = pipeline.session.get(Provision, provision_id)
-    row.status, row.paid_at = "pending_payment", None
-    row.user.password_hash = generate_password_hash(PASSWORD, method="scrypt:1024:8:1")
-    pipeline.session.commit()
     settings = portal_settings(
         db_url, pipeline.sandbox.url, tmp_path, prefect_api_url=portal_prefect
     )
     app = create_app(settings, TESTING=True, WTF_CSRF_ENABLED=False)
     client = app.test_client()
-    body = event(
-        "checkout.session.completed",
-        checkout_session(row, session_id=row.stripe_checkout_session_id),
+    # A checkout paid at Stripe through the wizard; Stripe's own signed event starts the run...
+    seed_default_tiers(session=pipeline.session)
+    user = User(
+        email="scan@student.test",
+        password_hash=generate_password_hash(PASSWORD, method="scrypt:1024:8:1"),
+        role="student",
     )
-    assert post_event(client, body).json["outcome"] == "started"
+    pipeline.session.add(user)
+    pipeline.session.commit()
+    client.post("/auth/login", data={"email": user.email, "password": PASSWORD})
+    sid = wizard_to_checkout(client, pipeline.session, "scanbrand")
+    pipeline.sandbox.control(
+        "POST", f"/stripe/checkout/{sid}/complete", json={"method": "card"}
+    ).raise_for_status()
+    completed = pipeline.sandbox.control(
+        "GET", "/stripe/events?type=checkout.session.completed"
+    ).json()["events"][-1]
+    assert post_event(client, json.dumps(completed).encode()).json["outcome"] == "started"
+    assert outbox_sender.wait_idle()
+    pipeline.session.expire_all()
+    provision_id = pipeline.session.scalar(select(Provision.id).where(Provision.user_id == user.id))
     # ...and the flow provisions everything. No worker runs the stand-in deployment: end that run
     # so the in-process run can claim the provision (one live run per provision).
     pipeline.session.expire_all()
