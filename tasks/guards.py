@@ -48,10 +48,15 @@ def claimed_epoch(provision_id: int) -> int | None:
         return _claimed.get(provision_id)
 
 
-def remember_upgrade_claim(upgrade_id: int, epoch: int) -> None:
-    """Record the upgrade epoch this process's run claimed."""
+def remember_upgrade_claim(upgrade_id: int, epoch: int, provision_id: int | None = None) -> None:
+    """Record the upgrade epoch this process's run claimed (fencing moves to the upgrade)."""
     with _lock:
         _upgrade_claimed[upgrade_id] = epoch
+        if provision_id is not None:
+            # A provisioning run that ended earlier in this process left its claim here; the
+            # upgrade is fenced by its own epoch, not by that finished run's (found by the
+            # upgrade SIGKILL cells, where one test process runs both).
+            _claimed.pop(provision_id, None)
 
 
 def claimed_upgrade_epoch(upgrade_id: int) -> int | None:

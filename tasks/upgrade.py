@@ -117,7 +117,7 @@ def start_upgrade(upgrade_id: int) -> dict[str, Any]:
         epoch = _claim_upgrade(session, upgrade_id)
         if epoch is None:
             raise NotStartableError(f"upgrade {upgrade_id} changed state while starting")
-        guards.remember_upgrade_claim(upgrade_id, epoch)
+        guards.remember_upgrade_claim(upgrade_id, epoch, provision_id=provision.id)
         # A past-due account keeps saying so; the upgrade still adds what was paid for.
         session.execute(
             update(Provision)
