@@ -67,6 +67,19 @@ class Pipeline:
 
 
 @pytest.fixture
+def fast(session: Session, db_url: str, tmp_path: Path) -> Iterator[Session]:
+    """Settings on the test DB without Prefect rate-limit slots (no flow runs here)."""
+    settings = Settings(env="test", database_url=db_url, instance_dir=tmp_path, _env_file=None)
+    runtime.use_settings(settings)
+    runtime.use_prefect_limits(False)
+    try:
+        yield session
+    finally:
+        runtime.use_prefect_limits(True)
+        runtime.use_settings(None)
+
+
+@pytest.fixture
 def pipeline(
     prefect_api: str,  # noqa: ARG001 - flows need the Prefect server running
     sandbox: Any,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +18,6 @@ from sqlalchemy.orm import Session
 from clients.plusvibe import PlusVibeClient
 from core.cancellation import request_cancellation
 from core.models import Provision
-from core.settings import Settings
 from flows.provision import provision
 from tasks import cancellation
 from tasks import guards
@@ -32,19 +29,6 @@ from tests.flows.test_provision_run_state import student_mail
 
 # How long the test lets the release run's warmup step try to run before the zombie's switch.
 RELEASE_HEAD_START_S = 3.0
-
-
-@pytest.fixture
-def fast(session: Session, db_url: str, tmp_path: Path) -> Iterator[Session]:
-    """Settings on the test DB without Prefect rate-limit slots (no flow runs here)."""
-    settings = Settings(env="test", database_url=db_url, instance_dir=tmp_path, _env_file=None)
-    runtime.use_settings(settings)
-    runtime.use_prefect_limits(False)
-    try:
-        yield session
-    finally:
-        runtime.use_prefect_limits(True)
-        runtime.use_settings(None)
 
 
 def _waiting_for(session: Session, provision_id: int) -> str | None:

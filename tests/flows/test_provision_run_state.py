@@ -6,8 +6,6 @@ over HTTP); the flow tests run the provisioning flow in-process against a real P
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -23,7 +21,6 @@ from core.mailboxes import preview_addresses
 from core.models import Mailbox
 from core.models import Notification
 from core.models import Provision
-from core.settings import Settings
 from flows.provision import provision
 from tasks import guards
 from tasks import runtime
@@ -32,19 +29,6 @@ from tasks.pipeline import ensure_mailbox_rows
 from tasks.pipeline import tier_domains
 from tests.factories import make_paid_provision
 from tests.flows.conftest import Pipeline
-
-
-@pytest.fixture
-def fast(session: Session, db_url: str, tmp_path: Path) -> Iterator[Session]:
-    """Settings on the test DB without Prefect rate-limit slots (no flow runs here)."""
-    settings = Settings(env="test", database_url=db_url, instance_dir=tmp_path, _env_file=None)
-    runtime.use_settings(settings)
-    runtime.use_prefect_limits(False)
-    try:
-        yield session
-    finally:
-        runtime.use_prefect_limits(True)
-        runtime.use_settings(None)
 
 
 def test_the_sender_writing_this_runs_own_id_mid_claim_is_this_runs_claim(
