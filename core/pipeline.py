@@ -1,21 +1,125 @@
-"""The provisioning and upgrade pipelines' step keys, in order (shared by flows and the portal)."""
+"""The one step registry: every pipeline step's key, order, words for students and usual duration.
+
+Flows name their steps by these keys, the task mirror (tasks/records.py) writes them, the
+progress page (portal/progress.py) and the admin pages present them. The durations are what the
+vendors usually take (domains minutes to hours, Google mailboxes about an hour); ``slow_s`` is the
+point after which the page says a step is taking longer than usual.
+"""
 
 from __future__ import annotations
 
-PROVISION_STEPS: tuple[str, ...] = (
-    "zapmail_workspace",
-    "buy_domains",
-    "wait_domains",
-    "dmarc",
-    "mailboxes",
-    "wait_mailboxes",
-    "plusvibe_workspace",
-    "connect_plusvibe",
-    "warmup",
-    "heyreach_list",
-    "finish",
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Step:
+    """One pipeline step: how it is presented, how long it usually takes, what its failure says."""
+
+    key: str
+    title: str
+    description: str
+    typical_s: int
+    slow_s: int
+    failure: str
+
+
+_STEPS = (
+    Step(
+        "zapmail_workspace",
+        "Prepare your workspace",
+        "A private workspace for your domains and mailboxes.",
+        20,
+        120,
+        "We could not prepare your domain workspace.",
+    ),
+    Step(
+        "buy_domains",
+        "Buy your domains",
+        "We register the domains you picked.",
+        60,
+        600,
+        "We could not complete your domain purchase.",
+    ),
+    Step(
+        "wait_domains",
+        "Domains go live",
+        "The registry activates each domain and we set up its mail records (MX, SPF, DKIM).",
+        30 * 60,
+        3 * 3600,
+        "Your domains are taking longer than usual to activate.",
+    ),
+    Step(
+        "dmarc",
+        "Email authentication",
+        "DMARC tells inboxes your mail is genuine.",
+        30,
+        300,
+        "We could not configure email authentication (DMARC) for your domains.",
+    ),
+    Step(
+        "mailboxes",
+        "Create mailboxes",
+        "Two mailboxes per domain with your sender name.",
+        60,
+        600,
+        "We could not create your mailboxes.",
+    ),
+    Step(
+        "wait_mailboxes",
+        "Mailboxes go live",
+        "The mail provider activates each mailbox.",
+        60 * 60,
+        3 * 3600,
+        "Your mailboxes are taking longer than usual to activate.",
+    ),
+    Step(
+        "plusvibe_workspace",
+        "Warmup account",
+        "Your own PlusVibe login to watch warmup.",
+        30,
+        300,
+        "We could not prepare your warmup workspace.",
+    ),
+    Step(
+        "connect_plusvibe",
+        "Connect mailboxes to warmup",
+        "Each mailbox is linked to the warmup tool.",
+        5 * 60,
+        45 * 60,
+        "We could not connect your mailboxes to the warmup tool.",
+    ),
+    Step(
+        "warmup",
+        "Start warmup",
+        "Warmup starts gently: 2 emails a day, rising slowly.",
+        30,
+        300,
+        "We could not switch on warmup for your mailboxes.",
+    ),
+    Step(
+        "heyreach_list",
+        "LinkedIn lead list",
+        "An empty HeyReach list, ready for your leads.",
+        15,
+        300,
+        "We could not create your LinkedIn lead list.",
+    ),
+    Step(
+        "finish",
+        "Final checks",
+        "We check everything and open your dashboard.",
+        10,
+        120,
+        "We could not finish setting up your account.",
+    ),
 )
 
+STEPS: dict[str, Step] = {step.key: step for step in _STEPS}
+
+# The provisioning run walks every step, in this order.
+PROVISION_STEPS: tuple[str, ...] = tuple(STEPS)
+
+# An upgrade reuses the provision's workspaces: it skips creating them and the lead list.
 UPGRADE_STEPS: tuple[str, ...] = (
     "buy_domains",
     "wait_domains",
@@ -26,6 +130,17 @@ UPGRADE_STEPS: tuple[str, ...] = (
     "warmup",
     "finish",
 )
+
+
+def base_key(key: str) -> str:
+    """The pipeline step a mirror key names (``upgrade-3:mailboxes`` -> ``mailboxes``)."""
+    return key.rsplit(":", 1)[-1]
+
+
+def failure_words(key: str, default: str) -> str:
+    """What a student reads when step ``key`` (a mirror key too) fails; ``default`` if unknown."""
+    step = STEPS.get(base_key(key))
+    return step.failure if step else default
 
 
 def upgrade_step_key(upgrade_id: int, step: str) -> str:

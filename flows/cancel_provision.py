@@ -32,7 +32,7 @@ from tasks.cancellation import stop_live_runs
 from tasks.notifications import deliver_notifications
 from tasks.notifications import deliver_quietly
 from tasks.notifications import queue_for_admins
-from tasks.pipeline import student_email
+from tasks.summaries import student_email
 
 
 def run_name() -> str:

@@ -16,27 +16,17 @@ from uuid import UUID
 
 from prefect import flow
 from prefect import get_client
-from prefect.client.schemas.objects import FlowRun
-from prefect.client.schemas.objects import State
-from prefect.flows import Flow
 from prefect.runtime import flow_run
 
 from core.models import Upgrade
 from core.pipeline import upgrade_step_key
+from flows.sequence import domains_to_warmup
+from flows.sequence import mirror_failure
 from tasks import runtime
 from tasks.guards import StaleRunError
-from tasks.plusvibe import check_accounts_connected
-from tasks.plusvibe import configure_warmup
 from tasks.upgrade import finish_upgrade
 from tasks.upgrade import mark_upgrade_failed
 from tasks.upgrade import start_upgrade
-from tasks.waits import wait_until
-from tasks.zapmail import buy_domains
-from tasks.zapmail import check_domains_active
-from tasks.zapmail import check_mailboxes_active
-from tasks.zapmail import create_mailboxes
-from tasks.zapmail import export_to_plusvibe
-from tasks.zapmail import set_dmarc
 
 
 def run_name() -> str:
@@ -63,20 +53,7 @@ def tag_run(*tags: str) -> None:
         return
 
 
-def on_run_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:  # noqa: ARG001
-    """Mirror a failed, crashed or cancelled run into the upgrade and its provision."""
-    # Prefect calls hooks with these exact keyword names (the runner does, on a crash).
-    upgrade_id = flow_run.parameters.get("upgrade_id")
-    if upgrade_id is None:
-        return
-    exc = state.result(raise_on_failure=False)
-    reason = f"run {flow_run.name} {state.type.value.lower()}: {state.message or exc}"
-    mark_upgrade_failed(
-        int(upgrade_id),
-        exc if isinstance(exc, BaseException) else None,
-        reason,
-        str(flow_run.id),
-    )
+on_run_failed = mirror_failure("upgrade_id", mark_upgrade_failed)
 
 
 @flow(
@@ -107,37 +84,10 @@ def _upgrade(upgrade_id: int) -> dict[str, Any]:
         # Another run of this upgrade is live; doing nothing here is what keeps it consistent.
         return {"upgrade_id": upgrade_id, "status": "duplicate", "live_run": plan["duplicate_of"]}
     domains, addresses = plan["domains"], plan["addresses"]
-    key = partial(upgrade_step_key, upgrade_id)
 
-    buy_domains(provision_id, domains, step_key=key("buy_domains"))
-    wait_until(
-        provision_id,
-        key("wait_domains"),
-        waiting_for="domains_active",
-        check=check_domains_active,
-        items=domains,
-        summary="Registering your new domains and configuring DNS (MX, SPF, DKIM)",
+    domains_to_warmup(
+        provision_id, domains, addresses, key=partial(upgrade_step_key, upgrade_id), new="new "
     )
-    set_dmarc(provision_id, domains, step_key=key("dmarc"))
-    create_mailboxes(provision_id, addresses, step_key=key("mailboxes"))
-    wait_until(
-        provision_id,
-        key("wait_mailboxes"),
-        waiting_for="mailboxes_active",
-        check=check_mailboxes_active,
-        items=addresses,
-        summary="Google is creating your new mailboxes",
-    )
-    export_to_plusvibe(provision_id, addresses, step_key=key("connect_plusvibe"))
-    wait_until(
-        provision_id,
-        key("connect_plusvibe"),
-        waiting_for="accounts_connected",
-        check=check_accounts_connected,
-        items=addresses,
-        summary="Connecting your new mailboxes to your warmup workspace",
-    )
-    configure_warmup(provision_id, addresses, step_key=key("warmup"))
     return finish_upgrade(upgrade_id)
 
 

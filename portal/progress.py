@@ -1,8 +1,6 @@
 """The progress page's data: every pipeline step with its state, a percentage and an honest ETA.
 
-Step titles and typical durations live here, in one place. The numbers are what the vendors
-usually take (docs/architecture.md 6: domains minutes to hours, Google mailboxes about an hour);
-"slow" is the point after which we say a step is taking longer than usual.
+Step titles and typical durations come from the one step registry (core/pipeline.py).
 """
 
 from __future__ import annotations
@@ -24,52 +22,9 @@ from core.models import ProvisioningStep
 from core.models import ProvisionStatus
 from core.models import StepStatus
 from core.pipeline import PROVISION_STEPS
+from core.pipeline import STEPS
 from core.pipeline import UPGRADE_STEPS
 from core.pipeline import upgrade_step_key
-
-
-@dataclass(frozen=True)
-class StepInfo:
-    """How a step is presented and how long it usually takes."""
-
-    title: str
-    description: str
-    typical_s: int
-    slow_s: int
-
-
-STEP_INFO: dict[str, StepInfo] = {
-    "zapmail_workspace": StepInfo(
-        "Prepare your workspace", "A private workspace for your domains and mailboxes.", 20, 120
-    ),
-    "buy_domains": StepInfo("Buy your domains", "We register the domains you picked.", 60, 600),
-    "wait_domains": StepInfo(
-        "Domains go live",
-        "The registry activates each domain and we set up its mail records (MX, SPF, DKIM).",
-        30 * 60,
-        3 * 3600,
-    ),
-    "dmarc": StepInfo("Email authentication", "DMARC tells inboxes your mail is genuine.", 30, 300),
-    "mailboxes": StepInfo(
-        "Create mailboxes", "Two mailboxes per domain with your sender name.", 60, 600
-    ),
-    "wait_mailboxes": StepInfo(
-        "Mailboxes go live", "The mail provider activates each mailbox.", 60 * 60, 3 * 3600
-    ),
-    "plusvibe_workspace": StepInfo(
-        "Warmup account", "Your own PlusVibe login to watch warmup.", 30, 300
-    ),
-    "connect_plusvibe": StepInfo(
-        "Connect mailboxes to warmup", "Each mailbox is linked to the warmup tool.", 5 * 60, 45 * 60
-    ),
-    "warmup": StepInfo(
-        "Start warmup", "Warmup starts gently: 2 emails a day, rising slowly.", 30, 300
-    ),
-    "heyreach_list": StepInfo(
-        "LinkedIn lead list", "An empty HeyReach list, ready for your leads.", 15, 300
-    ),
-    "finish": StepInfo("Final checks", "We check everything and open your dashboard.", 10, 120),
-}
 
 STATUS_WORDS = {
     StepStatus.PENDING.value: "Waiting to start",
@@ -127,7 +82,7 @@ PROGRESS_QUERY = (
 # Any change to this module (titles, wording, the document's shape) or to the pipelines must
 # invalidate every version handed out before the deploy: old tags must not earn a 304.
 _CODE_VERSION = hashlib.blake2b(
-    Path(__file__).read_bytes() + repr((PROVISION_STEPS, UPGRADE_STEPS)).encode(), digest_size=8
+    Path(__file__).read_bytes() + repr((STEPS, UPGRADE_STEPS)).encode(), digest_size=8
 ).digest()
 
 
@@ -162,7 +117,7 @@ def _estimate(steps: list[dict[str, Any]]) -> tuple[int, int]:
     for step in steps:
         if step["status"] == StepStatus.COMPLETED.value:
             continue
-        info = STEP_INFO.get(step["key"])
+        info = STEPS.get(step["key"])
         if info is None:
             continue
         spent = step["elapsed_s"] or 0
@@ -178,7 +133,7 @@ def build_steps(
     steps = []
     for key in keys:
         row = rows.get(prefix + key)
-        info = STEP_INFO[key]
+        info = STEPS[key]
         status = row.step_status if row else StepStatus.PENDING.value
         started = row.started_at if row else None
         finished = row.finished_at if row else None
@@ -234,7 +189,7 @@ def build_document(snapshot: Snapshot, now: datetime | None = None) -> dict[str,
         percent = 100
     else:
         # Weight finished steps by their typical duration: waits dominate the real time.
-        weights = [STEP_INFO[s["key"]].typical_s for s in tracked]
+        weights = [STEPS[s["key"]].typical_s for s in tracked]
         finished = sum(
             w
             for w, s in zip(weights, tracked, strict=True)

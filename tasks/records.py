@@ -22,25 +22,12 @@ from core.models import Provision
 from core.models import ProvisioningStep
 from core.models import ProvisionStatus
 from core.models import StepStatus
+from core.pipeline import failure_words
 from tasks import guards
 from tasks import runtime
 from tasks.errors import PipelineError
 from tasks.policies import is_transient
 
-# What a student reads when a step fails for a reason that is not their business.
-STEP_FAILURE = {
-    "zapmail_workspace": "We could not prepare your domain workspace.",
-    "buy_domains": "We could not complete your domain purchase.",
-    "wait_domains": "Your domains are taking longer than usual to activate.",
-    "dmarc": "We could not configure email authentication (DMARC) for your domains.",
-    "mailboxes": "We could not create your mailboxes.",
-    "wait_mailboxes": "Your mailboxes are taking longer than usual to activate.",
-    "plusvibe_workspace": "We could not prepare your warmup workspace.",
-    "connect_plusvibe": "We could not connect your mailboxes to the warmup tool.",
-    "warmup": "We could not switch on warmup for your mailboxes.",
-    "heyreach_list": "We could not create your LinkedIn lead list.",
-    "finish": "We could not finish setting up your account.",
-}
 RETRYING_NOTE = "A provider is answering slowly; we retry automatically, nothing to do for you."
 FINAL_NOTE = "Our team has been notified and will resume it from this step; you keep everything already set up."
 MAX_DETAIL = 2000
@@ -82,16 +69,11 @@ def _retries_remain() -> bool:
     return context.task_run.run_count <= context.task.retries
 
 
-def base_key(key: str) -> str:
-    """The pipeline step a mirror key names (``upgrade-3:mailboxes`` -> ``mailboxes``)."""
-    return key.rsplit(":", 1)[-1]
-
-
 def student_message(key: str, exc: BaseException, *, retrying: bool) -> str:
     """Plain words for the student about a failure of step ``key``."""
     if isinstance(exc, PipelineError) and not retrying:
         return exc.student_message
-    base = STEP_FAILURE.get(base_key(key), "A setup step did not complete.")
+    base = failure_words(key, "A setup step did not complete.")
     return f"{base} {RETRYING_NOTE if retrying else FINAL_NOTE}"
 
 
@@ -241,7 +223,7 @@ def fail_running_steps(
             row.status = StepStatus.FAILED.value
             row.finished_at = utcnow()
             row.error_message = row.error_message or (
-                f"{STEP_FAILURE.get(base_key(row.step_key), 'A setup step stopped.')} {FINAL_NOTE}"
+                f"{failure_words(row.step_key, 'A setup step stopped.')} {FINAL_NOTE}"
             )
             row.error_detail = row.error_detail or reason[:MAX_DETAIL]
     return first

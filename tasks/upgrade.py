@@ -23,19 +23,20 @@ from core.models import PurchaseState
 from core.models import Upgrade
 from core.models import UpgradeStatus
 from core.pipeline import UPGRADE_STEPS
+from core.pipeline import base_key
+from core.pipeline import failure_words
 from core.pipeline import upgrade_step_key
 from tasks import guards
 from tasks import notifications
 from tasks import records
 from tasks import runtime
+from tasks import summaries
+from tasks.claims import NotStartableError
+from tasks.claims import claim_provision
+from tasks.claims import run_is_final
 from tasks.errors import PipelineError
 from tasks.errors import ProvisioningBlockedError
-from tasks.pipeline import NotStartableError
-from tasks.pipeline import claim_provision
-from tasks.pipeline import domain_summaries
-from tasks.pipeline import domain_table
-from tasks.pipeline import ensure_mailbox_rows
-from tasks.pipeline import run_is_final
+from tasks.mailbox_plan import ensure_mailbox_rows
 from tasks.policies import vendor_task_options
 
 # The provision's infrastructure must exist (and not be cancelled) before it can grow.
@@ -198,7 +199,7 @@ def finish_upgrade(upgrade_id: int) -> dict[str, Any]:
             provision = upgrade.provision
             session.refresh(provision)
             session.flush()
-            summary = summarize(upgrade)
+            summary = summaries.upgrade_summary(upgrade)
             queued = notifications.queue_for_student(
                 session,
                 provision,
@@ -211,7 +212,7 @@ def finish_upgrade(upgrade_id: int) -> dict[str, Any]:
     notifications.deliver_quietly([queued])
     create_markdown_artifact(
         key=f"upgrade-{upgrade_id}",
-        markdown=summary_markdown(summary),
+        markdown=summaries.upgrade_markdown(summary),
         description=f"Upgrade {upgrade_id} of provision {provision_id}: what was added",
     )
     return {
@@ -263,39 +264,6 @@ def _complete(session: Any, upgrade: Upgrade) -> bool:
     return True
 
 
-def summarize(upgrade: Upgrade) -> dict[str, Any]:
-    """Vendor ids of what an upgrade added, with no secrets."""
-    provision = upgrade.provision
-    domains = [d for d in provision.domains if d.upgrade_id == upgrade.id]
-    return {
-        "upgrade_id": upgrade.id,
-        "provision_id": provision.id,
-        "student": provision.user.email,
-        "from_tier": upgrade.from_tier.name,
-        "to_tier": upgrade.to_tier.name,
-        "zapmail_workspace_id": provision.zapmail_workspace_id,
-        "plusvibe_workspace_id": provision.plusvibe_workspace_id,
-        "domains": domain_summaries(domains),
-        "mailbox_count": sum(len(d.mailboxes) for d in domains),
-    }
-
-
-def summary_markdown(summary: dict[str, Any]) -> str:
-    """Render an upgrade summary as the Prefect artifact's markdown."""
-    lines = [
-        f"# Upgrade {summary['upgrade_id']} of provision {summary['provision_id']}: "
-        f"{summary['student']} ({summary['from_tier']} -> {summary['to_tier']})",
-        "",
-        f"- Zapmail workspace: `{summary['zapmail_workspace_id']}`",
-        f"- PlusVibe workspace: `{summary['plusvibe_workspace_id']}` (the student's existing one)",
-        "",
-        "New domains:",
-        "",
-        *domain_table(summary["domains"]),
-    ]
-    return "\n".join(lines)
-
-
 def mark_upgrade_failed(
     upgrade_id: int, exc: BaseException | None, reason: str, flow_run_id: str | None
 ) -> None:
@@ -321,11 +289,11 @@ def mark_upgrade_failed(
     failed_step = records.fail_running_steps(
         provision_id, reason, keys
     ) or records.first_failed_step(provision_id, keys)
-    step = records.base_key(failed_step) if failed_step else "start"
+    step = base_key(failed_step) if failed_step else "start"
     if isinstance(exc, PipelineError) and not exc.retryable:
         message = exc.student_message
     else:
-        message = records.STEP_FAILURE.get(step, "The upgrade stopped.")
+        message = failure_words(step, "The upgrade stopped.")
     with runtime.db() as session:
         upgrade = session.get(Upgrade, upgrade_id)
         assert upgrade is not None

@@ -43,6 +43,7 @@ from core.models import Upgrade
 from core.models import UpgradeStatus
 from core.models import User
 from core.pipeline import PROVISION_STEPS
+from core.pipeline import STEPS as STEP_INFO
 from core.pricing import daily_capacity
 from core.pricing import format_money
 from portal import billing
@@ -58,7 +59,6 @@ from portal.admin.forms import RefundForm
 from portal.admin.forms import TierForm
 from portal.db import get_db
 from portal.extensions import admin_required
-from portal.progress import STEP_INFO
 from portal.security import audit
 
 SORT_KEYS = ("email", "tier", "status", "step", "time_in_step", "created")

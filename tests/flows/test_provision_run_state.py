@@ -24,9 +24,9 @@ from core.models import Provision
 from flows.provision import provision
 from tasks import guards
 from tasks import runtime
-from tasks.pipeline import claim_provision
-from tasks.pipeline import ensure_mailbox_rows
-from tasks.pipeline import tier_domains
+from tasks.claims import claim_provision
+from tasks.mailbox_plan import ensure_mailbox_rows
+from tasks.mailbox_plan import tier_domains
 from tests.factories import make_paid_provision
 from tests.flows.conftest import Pipeline
 
