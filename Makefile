@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test chaos bench lint format sandbox clean
+.PHONY: install demo test test-fast chaos bench lint format sandbox clean
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ demo: install
 # each worker has its own databases, Prefect server and sandbox (see tests/conftest.py).
 test: install
 	$(BIN)/python -m pytest -n 4 --dist worksteal
+
+# The fast tier: no Prefect server, no browser (tests/conftest.py marks them by their fixtures);
+# the money protocol runs against the sandbox with the state machines on their smallest budget.
+test-fast: install
+	RELIABILITY_QUICK=1 $(BIN)/python -m pytest -n 4 --dist worksteal -m "not prefect and not browser"
 
 # Long form of the reliability suites (docs/reliability.md): 1,000+ webhook deliveries, larger
 # hypothesis budgets (the money state machines of tests/reliability/test_money_state_machine.py:

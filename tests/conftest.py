@@ -37,7 +37,17 @@ def pytest_sessionfinish() -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Skip postgres_only tests when the main test database is SQLite (never in CI)."""
+    """Mark tests by what they start; skip postgres_only ones on SQLite (never in CI).
+
+    A test that needs a Prefect server (directly or through any fixture) is marked ``prefect``,
+    one that drives Chromium ``browser``: ``make test-fast`` deselects both.
+    """
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "prefect_api" in fixtures:
+            item.add_marker(pytest.mark.prefect)
+        if "browser" in fixtures:
+            item.add_marker(pytest.mark.browser)
     if TEST_DATABASE_URL.startswith("sqlite") and not IN_CI:
         skip = pytest.mark.skip(reason="needs PostgreSQL; TEST_DATABASE_URL is SQLite")
         for item in items:

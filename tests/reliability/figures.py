@@ -13,6 +13,8 @@ from typing import Any
 
 # Long form (``make chaos``): the full 1,000+ deliveries and larger hypothesis budgets.
 LONG = os.environ.get("RELIABILITY_LONG") == "1"
+# `make test-fast`: the smallest budgets that still walk every rule once or twice.
+QUICK = os.environ.get("RELIABILITY_QUICK") == "1" and not LONG
 
 _FIGURES: dict[str, dict[str, Any]] = {}
 

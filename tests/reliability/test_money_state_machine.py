@@ -39,9 +39,11 @@ from tests.reliability.purchase_machine import TABLE as PURCHASE_TABLE
 from tests.reliability.purchase_machine import PurchaseMachine
 
 
-def budget(short: tuple[int, int], long: tuple[int, int]) -> hsettings:
-    """Hypothesis settings: (examples, steps) short in ``make test``, long in ``make chaos``."""
-    examples, steps = long if figures.LONG else short
+def budget(
+    short: tuple[int, int], long: tuple[int, int], quick: tuple[int, int] = (2, 6)
+) -> hsettings:
+    """Hypothesis (examples, steps): quick in ``make test-fast``, short in ``make test``, else long."""
+    examples, steps = long if figures.LONG else quick if figures.QUICK else short
     return hsettings(
         max_examples=examples,
         stateful_step_count=steps,
@@ -88,7 +90,11 @@ def _run(machine: type, table: str, budget_settings: hsettings) -> None:
     figures.record(
         table,
         budget=f"{budget_settings.max_examples} examples x {budget_settings.stateful_step_count} steps",
-        command="make chaos" if figures.LONG else "make test",
+        command="make chaos"
+        if figures.LONG
+        else "make test-fast"
+        if figures.QUICK
+        else "make test",
     )
     try:
         run_state_machine_as_test(machine, settings=budget_settings)
