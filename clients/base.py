@@ -70,12 +70,13 @@ class VendorClient:
         )
         self._owns_http = True
 
-    def _describe_error(self, body: Any) -> tuple[str | None, str | None]:
+    @classmethod
+    def _describe_error(cls, body: Any) -> tuple[str | None, str | None]:
         # (message, request id) from an error body; vendors disagree on the field names.
         if not isinstance(body, dict):
             return None, None
-        message = text_of(first_present(body, *self.error_message_keys))
-        request_id = first_present(body, *self.error_id_keys)
+        message = text_of(first_present(body, *cls.error_message_keys))
+        request_id = first_present(body, *cls.error_id_keys)
         return message, None if request_id is None else str(request_id)
 
     @classmethod
