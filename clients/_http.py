@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -22,17 +21,10 @@ import httpx
 import pydantic
 from pydantic import SecretStr
 
-from clients.errors import AuthenticationError
-from clients.errors import BadRequestError
-from clients.errors import ConflictError
-from clients.errors import NotFoundError
-from clients.errors import RateLimitError
+from clients.errors import ErrorClasses
 from clients.errors import ResponseValidationError
-from clients.errors import ServerError
 from clients.errors import VendorConnectionError
-from clients.errors import VendorError
 from clients.errors import VendorStatusError
-from clients.errors import VendorTimeoutError
 
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 # httpx request extension marking a request that spends money: transports (tasks/limits.py)
@@ -42,23 +34,6 @@ USER_AGENT = "outbound-infra/0.1 (+httpx)"
 _MAX_MESSAGE = 300
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ErrorClasses:
-    """One vendor's concrete exception classes, used by :func:`status_error`."""
-
-    base: type[VendorError]
-    connection: type[VendorConnectionError]
-    timeout: type[VendorTimeoutError]
-    status: type[VendorStatusError]
-    bad_request: type[BadRequestError]
-    authentication: type[AuthenticationError]
-    not_found: type[NotFoundError]
-    conflict: type[ConflictError]
-    rate_limit: type[RateLimitError]
-    server: type[ServerError]
-    validation: type[ResponseValidationError]
 
 
 ErrorDescriber = Callable[[Any], tuple[str | None, str | None]]

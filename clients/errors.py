@@ -2,13 +2,17 @@
 
 Clients never retry; they classify. A Prefect task catches :class:`VendorError` and asks
 ``exc.retryable``. Each vendor subclasses both its own base (``ZapmailError``) and the generic
-class here (``RateLimitError``), so either can be caught.
+class here (``RateLimitError``), so either can be caught; :func:`vendor_errors` builds
+each vendor's tree from this one.
 
 Exceptions hold only plain values (no httpx request/response): Prefect pickles failed states,
 and a pickled request would carry the API key header.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 
 class VendorError(Exception):
@@ -19,6 +23,9 @@ class VendorError(Exception):
     """Whether repeating the same call later may succeed (the task layer decides)."""
     outcome_unknown: bool = False
     """True when a call that spends money may have been executed although it failed."""
+    # Without an explicit ``retryable``: status errors derive it from the status, others keep
+    # the class attribute.
+    _retryable_by_status = False
 
     def __init__(
         self,
@@ -33,6 +40,8 @@ class VendorError(Exception):
         self.message = message
         self.status = status
         self.request_id = request_id
+        if retryable is None and self._retryable_by_status:
+            retryable = is_retryable_status(status)
         if retryable is not None:
             self.retryable = retryable
         self.outcome_unknown = outcome_unknown
@@ -62,24 +71,7 @@ class VendorTimeoutError(VendorConnectionError):
 class VendorStatusError(VendorError):
     """The vendor answered with an HTTP error status."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        request_id: str | None = None,
-        retryable: bool | None = None,
-        outcome_unknown: bool = False,
-    ) -> None:
-        if retryable is None:
-            retryable = is_retryable_status(status)
-        super().__init__(
-            message,
-            status=status,
-            request_id=request_id,
-            retryable=retryable,
-            outcome_unknown=outcome_unknown,
-        )
+    _retryable_by_status = True
 
 
 class BadRequestError(VendorStatusError):
@@ -109,17 +101,9 @@ class RateLimitError(VendorStatusError):
         *,
         retry_after: float | None = None,
         status: int | None = 429,
-        request_id: str | None = None,
-        retryable: bool | None = None,
-        outcome_unknown: bool = False,
+        **details: Any,
     ) -> None:
-        super().__init__(
-            message,
-            status=status,
-            request_id=request_id,
-            retryable=retryable,
-            outcome_unknown=outcome_unknown,
-        )
+        super().__init__(message, status=status, **details)
         self.retry_after = retry_after
 
 
@@ -136,3 +120,58 @@ def is_retryable_status(status: int | None) -> bool:
     if status is None:
         return False
     return status in {408, 409, 429} or status >= 500
+
+
+@dataclass(frozen=True)
+class ErrorClasses:
+    """One vendor's concrete exception classes, used by ``clients._http.status_error``."""
+
+    base: type[VendorError]
+    connection: type[VendorConnectionError]
+    timeout: type[VendorTimeoutError]
+    status: type[VendorStatusError]
+    bad_request: type[BadRequestError]
+    authentication: type[AuthenticationError]
+    not_found: type[NotFoundError]
+    conflict: type[ConflictError]
+    rate_limit: type[RateLimitError]
+    server: type[ServerError]
+    validation: type[ResponseValidationError]
+
+
+# The generic classes in ErrorClasses field order (a parent always before its children).
+_GENERIC: tuple[type[VendorError], ...] = (
+    VendorError,
+    VendorConnectionError,
+    VendorTimeoutError,
+    VendorStatusError,
+    BadRequestError,
+    AuthenticationError,
+    NotFoundError,
+    ConflictError,
+    RateLimitError,
+    ServerError,
+    ResponseValidationError,
+)
+
+
+def vendor_errors(vendor: str, name: str, module: str) -> ErrorClasses:
+    """Build a vendor's tree: ``<name>RateLimitError`` is a ``<name>Error`` and a ``RateLimitError``.
+
+    Each class subclasses the vendor twin of its generic parent, then the generic class, so the
+    vendor tree mirrors this one. ``module`` must bind every class under its name (pickle finds
+    classes by module and name).
+    """
+    made: dict[type, type[VendorError]] = {}
+    for generic in _GENERIC:
+        twin = made.get(generic.__bases__[0])
+        cls_name = name + generic.__name__.removeprefix("Vendor")
+        attrs: dict[str, Any] = {
+            "__module__": module,
+            "__qualname__": cls_name,
+            "__doc__": f"{name}: {generic.__doc__}",
+        }
+        if twin is None:
+            attrs["vendor"] = vendor
+        made[generic] = type(cls_name, (generic,) if twin is None else (twin, generic), attrs)
+    return ErrorClasses(*(made[generic] for generic in _GENERIC))  # type: ignore[arg-type]

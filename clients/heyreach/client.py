@@ -11,21 +11,14 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 from typing import Any
-from typing import Self
 from typing import TypeVar
 
-import httpx
 from pydantic import AliasChoices
 from pydantic import Field
 
-from clients._http import VendorHTTP
-from clients._http import first_present
 from clients._http import parse
-from clients._http import require_key
-from clients._http import text_of
-from clients._http import timeout_from_settings
+from clients.base import VendorClient
 from clients.heyreach.errors import ERRORS
 from clients.heyreach.errors import HeyReachAuthenticationError
 from clients.heyreach.models import AddLeadsResult
@@ -35,9 +28,6 @@ from clients.heyreach.models import Lead
 from clients.heyreach.models import LeadPage
 from clients.heyreach.models import ListLead
 from clients.heyreach.models import ListPage
-
-if TYPE_CHECKING:
-    from core.settings import Settings
 
 HEYREACH_BASE_URL = "https://api.heyreach.io/api/public"
 MAX_PAGE_SIZE = 100
@@ -56,61 +46,15 @@ class _BatchResult(HeyReachModel):
     failed_leads_count: int | None = None
 
 
-def _describe_error(body: Any) -> tuple[str | None, str | None]:
-    if not isinstance(body, dict):
-        return None, None
-    message = text_of(first_present(body, "errorMessage", "message", "error", "title", "errors"))
-    request_id = first_present(body, "traceId", "requestId")
-    return message, None if request_id is None else str(request_id)
-
-
-class HeyReachClient:
+class HeyReachClient(VendorClient):
     """Typed wrapper over the HeyReach public API. Classifies errors; never retries."""
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        base_url: str = HEYREACH_BASE_URL,
-        timeout: httpx.Timeout | float | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self._http = VendorHTTP(
-            vendor="heyreach",
-            errors=ERRORS,
-            base_url=base_url,
-            headers={"X-API-KEY": api_key},
-            secrets=[api_key],
-            timeout=timeout,
-            transport=transport,
-            describe_error=_describe_error,
-        )
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> Self:
-        """Build a client from ``core.settings.Settings``; keyword overrides win."""
-        kwargs: dict[str, Any] = {
-            "base_url": settings.heyreach_base_url,
-            "timeout": timeout_from_settings(settings),
-        }
-        kwargs.update(overrides)
-        api_key = kwargs.pop("api_key", None) or require_key(
-            settings.heyreach_api_key, "heyreach_api_key"
-        )
-        return cls(api_key, **kwargs)
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"HeyReachClient(base_url={self._http.base_url!r})"
+    vendor = "heyreach"
+    errors = ERRORS
+    default_base_url = HEYREACH_BASE_URL
+    key_header = "X-API-KEY"
+    error_message_keys = ("errorMessage", "message", "error", "title", "errors")
+    error_id_keys = ("traceId", "requestId")
 
     def check_api_key(self) -> bool:
         """Return True if the key is valid, False if HeyReach rejects it (401/403)."""

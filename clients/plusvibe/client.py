@@ -13,18 +13,14 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
-from typing import Self
 
-import httpx
 from pydantic import SecretStr
 from pydantic import TypeAdapter
 
-from clients._http import VendorHTTP
 from clients._http import first_present
 from clients._http import parse
-from clients._http import require_key
 from clients._http import text_of
-from clients._http import timeout_from_settings
+from clients.base import WorkspaceClient
 from clients.plusvibe.errors import ERRORS
 from clients.plusvibe.models import Account
 from clients.plusvibe.models import ClientLogin
@@ -43,15 +39,6 @@ _MAX_PAGES = 10_000
 _WORKSPACES = TypeAdapter(list[PlusVibeWorkspace])
 _CLIENTS = TypeAdapter(list[PlusVibeClientAccount])
 _ACCOUNTS = TypeAdapter(list[Account])
-
-
-def _describe_error(body: Any) -> tuple[str | None, str | None]:
-    # No official error schema: {"message"}, {"error"} and {"errors": [...]} all occur.
-    if not isinstance(body, dict):
-        return None, None
-    message = text_of(first_present(body, "message", "error", "errors", "detail"))
-    request_id = first_present(body, "request_id", "requestId", "errorId")
-    return message, None if request_id is None else str(request_id)
 
 
 def _list_in(body: Any, *keys: str) -> Any:
@@ -86,59 +73,24 @@ def _ids(values: Sequence[str], what: str) -> list[str]:
     return ids
 
 
-class PlusVibeClient:
-    """Typed wrapper over the PlusVibe API. Classifies errors; never retries."""
+class PlusVibeClient(WorkspaceClient):
+    """Typed wrapper over the PlusVibe API. Classifies errors; never retries.
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        base_url: str = PLUSVIBE_BASE_URL,
-        timeout: httpx.Timeout | float | None = None,
-        transport: httpx.BaseTransport | None = None,
-        workspace_id: str | None = None,
-    ) -> None:
-        self._http = VendorHTTP(
-            vendor="plusvibe",
-            errors=ERRORS,
-            base_url=base_url,
-            headers={"x-api-key": api_key},
-            secrets=[api_key],
-            timeout=timeout,
-            transport=transport,
-            describe_error=_describe_error,
-        )
-        self.workspace_id = workspace_id
-        """The operator's own workspace: auth context for creating workspaces and clients."""
+    ``workspace_id`` is the operator's own workspace: the auth context for creating
+    workspaces and clients.
+    """
+
+    vendor = "plusvibe"
+    errors = ERRORS
+    default_base_url = PLUSVIBE_BASE_URL
+    key_header = "x-api-key"
+    # No official error schema: {"message"}, {"error"} and {"errors": [...]} all occur.
+    error_message_keys = ("message", "error", "errors", "detail")
+    error_id_keys = ("request_id", "requestId", "errorId")
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> Self:
-        """Build a client from ``core.settings.Settings``; keyword overrides win."""
-        kwargs: dict[str, Any] = {
-            "base_url": settings.plusvibe_base_url,
-            "timeout": timeout_from_settings(settings),
-            "workspace_id": settings.plusvibe_workspace_id,
-        }
-        kwargs.update(overrides)
-        api_key = kwargs.pop("api_key", None) or require_key(
-            settings.plusvibe_api_key, "plusvibe_api_key"
-        )
-        return cls(api_key, **kwargs)
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return (
-            f"PlusVibeClient(base_url={self._http.base_url!r}, workspace_id={self.workspace_id!r})"
-        )
+    def _settings_options(cls, settings: Settings) -> dict[str, Any]:
+        return {"workspace_id": settings.plusvibe_workspace_id}
 
     # Workspaces
 

@@ -2,66 +2,18 @@
 
 from __future__ import annotations
 
-from clients import errors as generic
-from clients._http import ErrorClasses
+from clients.errors import vendor_errors
 
+ERRORS = vendor_errors("plusvibe", "PlusVibe", __name__)
 
-class PlusVibeError(generic.VendorError):
-    """Base of every PlusVibe client error."""
-
-    vendor = "plusvibe"
-
-
-class PlusVibeConnectionError(PlusVibeError, generic.VendorConnectionError):
-    """No HTTP response from PlusVibe (retryable)."""
-
-
-class PlusVibeTimeoutError(PlusVibeConnectionError, generic.VendorTimeoutError):
-    """A PlusVibe request timed out (retryable unless it spends money)."""
-
-
-class PlusVibeStatusError(PlusVibeError, generic.VendorStatusError):
-    """PlusVibe answered with an HTTP error status."""
-
-
-class PlusVibeBadRequestError(PlusVibeStatusError, generic.BadRequestError):
-    """PlusVibe rejected the request (400/422)."""
-
-
-class PlusVibeAuthenticationError(PlusVibeStatusError, generic.AuthenticationError):
-    """PlusVibe rejected the API key (401/403)."""
-
-
-class PlusVibeNotFoundError(PlusVibeStatusError, generic.NotFoundError):
-    """PlusVibe answered 404."""
-
-
-class PlusVibeConflictError(PlusVibeStatusError, generic.ConflictError):
-    """PlusVibe answered 409 (retryable)."""
-
-
-class PlusVibeRateLimitError(PlusVibeStatusError, generic.RateLimitError):
-    """PlusVibe answered 429 (retryable; see ``retry_after``)."""
-
-
-class PlusVibeServerError(PlusVibeStatusError, generic.ServerError):
-    """PlusVibe answered 5xx (retryable unless the call spends money)."""
-
-
-class PlusVibeResponseValidationError(PlusVibeError, generic.ResponseValidationError):
-    """PlusVibe returned a body we could not read."""
-
-
-ERRORS = ErrorClasses(
-    base=PlusVibeError,
-    connection=PlusVibeConnectionError,
-    timeout=PlusVibeTimeoutError,
-    status=PlusVibeStatusError,
-    bad_request=PlusVibeBadRequestError,
-    authentication=PlusVibeAuthenticationError,
-    not_found=PlusVibeNotFoundError,
-    conflict=PlusVibeConflictError,
-    rate_limit=PlusVibeRateLimitError,
-    server=PlusVibeServerError,
-    validation=PlusVibeResponseValidationError,
-)
+PlusVibeError = ERRORS.base
+PlusVibeConnectionError = ERRORS.connection
+PlusVibeTimeoutError = ERRORS.timeout
+PlusVibeStatusError = ERRORS.status
+PlusVibeBadRequestError = ERRORS.bad_request
+PlusVibeAuthenticationError = ERRORS.authentication
+PlusVibeNotFoundError = ERRORS.not_found
+PlusVibeConflictError = ERRORS.conflict
+PlusVibeRateLimitError = ERRORS.rate_limit
+PlusVibeServerError = ERRORS.server
+PlusVibeResponseValidationError = ERRORS.validation

@@ -272,23 +272,3 @@ class ExportStatus(ZapmailModel):
     def is_failed(self) -> bool:
         """Whether the export failed for good."""
         return (self.status or "").lower() in {"failed", "failure", "error"}
-
-
-__all__ = [
-    "AvailabilityResult",
-    "BillingDetails",
-    "Domain",
-    "DomainAvailability",
-    "DomainPage",
-    "ExportStatus",
-    "Mailbox",
-    "MailboxDomain",
-    "MailboxPage",
-    "MailboxSpec",
-    "Page",
-    "PurchaseResult",
-    "ThirdPartyAccount",
-    "WalletBalance",
-    "Workspace",
-    "WorkspacePage",
-]

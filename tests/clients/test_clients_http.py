@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import pickle
 from datetime import UTC
 from datetime import datetime
@@ -143,6 +145,20 @@ def test_vendor_classes_are_catchable_both_ways():
     assert isinstance(exc, HEYREACH.base)
     assert isinstance(exc, generic.VendorError)
     assert not isinstance(exc, ZAPMAIL.base)
+
+
+@pytest.mark.parametrize("tree", [ZAPMAIL, PLUSVIBE, HEYREACH], ids=lambda t: t.base.vendor)
+def test_every_vendor_class_is_importable_by_its_name_and_pickles(tree):
+    vendor_cls = {f.name: getattr(tree, f.name) for f in dataclasses.fields(tree)}
+    module = importlib.import_module(f"clients.{tree.base.vendor}")
+    for field, cls in vendor_cls.items():
+        # Pickle finds a class by module and name: both must lead back to this very class.
+        assert getattr(importlib.import_module(cls.__module__), cls.__qualname__) is cls
+        assert getattr(module, cls.__name__) is cls  # the package still exports it
+        assert field == "base" or cls.__name__.endswith(field.title().replace("_", "") + "Error")
+        copy = pickle.loads(pickle.dumps(cls("m", status=500, request_id="r-1")))
+        assert type(copy) is cls and (copy.status, copy.request_id) == (500, "r-1")
+        assert issubclass(cls, tree.base)
 
 
 @pytest.mark.parametrize(
