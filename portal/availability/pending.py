@@ -147,20 +147,19 @@ def claim(
 
 def settle(db: Session, where: ColumnElement[bool], result: str) -> None:
     """Give the waiting rows matching ``where`` their outcome ("answered" or "error")."""
-    db.execute(
-        update(PendingCheck)
-        .where(PendingCheck.outcome.is_(None), where)
-        .values(outcome=result)
-        .execution_options(synchronize_session=False)
-    )
+    _mark(db, where, outcome=result)
 
 
 def pause(db: Session, where: ColumnElement[bool], until: datetime) -> None:
     """Tell the waiting rows matching ``where`` that checks are paused until ``until``."""
+    _mark(db, where, outcome="paused", paused_until=until)
+
+
+def _mark(db: Session, where: ColumnElement[bool], **values: object) -> None:
     db.execute(
         update(PendingCheck)
         .where(PendingCheck.outcome.is_(None), where)
-        .values(outcome="paused", paused_until=until)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
 
