@@ -35,7 +35,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "AVAILABILITY_TTL_TAKEN_S": 6 * 3600,
     # Pause after a 429 without a usable Retry-After.
     "AVAILABILITY_DEFAULT_PAUSE_S": 300,
-    # Coalescing (portal/availability.py): a partial batch waits this long for other students'
+    # Coalescing (portal/availability/): a partial batch waits this long for other students'
     # names; a claim older than the timeout is taken over; a request gives up after max wait.
     "AVAILABILITY_GATHER_MS": 2000,
     "AVAILABILITY_CLAIM_TIMEOUT_S": 60,

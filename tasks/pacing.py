@@ -27,7 +27,7 @@ from collections.abc import Callable
 import httpx
 from prefect import get_client
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL

@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.client.schemas.objects import State
 from prefect.client.schemas.objects import TaskRun
-from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.tasks import Task
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import DBAPIError
@@ -44,6 +44,8 @@ def is_transient(exc: BaseException) -> bool:
         return True
     # The Prefect API was unreachable (a server restart) while taking a rate-limit slot: our
     # vendor clients wrap their own transport errors, so a bare one here is Prefect's.
+    # (prefect.concurrency.sync's rate_limit raises the class prefect.concurrency.asyncio exports;
+    # tests/tasks/test_policies.py fails if a Prefect upgrade changes that.)
     if isinstance(exc, ConcurrencySlotAcquisitionError | httpx.TransportError):
         return True
     # A dropped or restarted app DB connection: the next attempt gets a fresh one.

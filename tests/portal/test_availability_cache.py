@@ -39,64 +39,64 @@ def _student_client(app: Flask, session: Session, email: str) -> Any:
     return client
 
 
-@pytest.fixture
+def _search(client: Any, brand: str, *, follow_redirects: bool = False) -> Any:
+    """Submit the domain step's brand search."""
+    return client.post(
+        "/wizard/domains",
+        data={"action": "search", "brand": brand},
+        follow_redirects=follow_redirects,
+    )
+
+
+@pytest.fixture(autouse=True)
 def ready(session: Session) -> None:
     """Default tiers exist."""
     tiers(session)
     session.commit()
 
 
-@pytest.mark.usefixtures("ready")
 def test_a_brand_search_costs_one_call_and_a_repeat_costs_none(
     app: Flask, session: Session, portal_sandbox: Any
 ) -> None:
     client = _student_client(app, session, "ann@example.com")
-    client.post("/wizard/domains", data={"action": "search", "brand": "cachetest"})
+    _search(client, "cachetest")
     assert _bulk_calls(portal_sandbox) == 1
     assert session.scalar(select(func.count()).select_from(DomainCheck)) == 20
-    client.post("/wizard/domains", data={"action": "search", "brand": "cachetest"})
+    _search(client, "cachetest")
     client.get("/wizard/domains")
     assert _bulk_calls(portal_sandbox) == 1
 
 
-@pytest.mark.usefixtures("ready")
 def test_the_cache_is_shared_by_every_student(
     app: Flask, session: Session, portal_sandbox: Any
 ) -> None:
-    _student_client(app, session, "ann@example.com").post(
-        "/wizard/domains", data={"action": "search", "brand": "sharedbrand"}
-    )
+    _search(_student_client(app, session, "ann@example.com"), "sharedbrand")
     bob = _student_client(app, session, "bob@example.com")
-    page = bob.post(
-        "/wizard/domains", data={"action": "search", "brand": "sharedbrand"}, follow_redirects=True
-    )
+    page = _search(bob, "sharedbrand", follow_redirects=True)
     assert "getsharedbrand.com" in page.get_data(as_text=True)
     assert _bulk_calls(portal_sandbox) == 1
 
 
-@pytest.mark.usefixtures("ready")
 def test_a_manual_check_of_a_cached_name_costs_nothing(
     app: Flask, session: Session, portal_sandbox: Any
 ) -> None:
     client = _student_client(app, session, "ann@example.com")
-    client.post("/wizard/domains", data={"action": "search", "brand": "manualco"})
+    _search(client, "manualco")
     client.post("/wizard/domains", data={"action": "check", "name": "GetManualCo.com"})
     assert _bulk_calls(portal_sandbox) == 1
 
 
-@pytest.mark.usefixtures("ready")
 def test_expired_answers_are_checked_again(
     app: Flask, session: Session, portal_sandbox: Any
 ) -> None:
     client = _student_client(app, session, "ann@example.com")
-    client.post("/wizard/domains", data={"action": "search", "brand": "oldnews"})
+    _search(client, "oldnews")
     session.execute(update(DomainCheck).values(checked_at=utcnow() - timedelta(days=1)))
     session.commit()
-    client.post("/wizard/domains", data={"action": "search", "brand": "oldnews"})
+    _search(client, "oldnews")
     assert _bulk_calls(portal_sandbox) == 2
 
 
-@pytest.mark.usefixtures("ready")
 def test_concurrent_identical_searches_make_one_call(
     app: Flask, session: Session, portal_sandbox: Any
 ) -> None:
@@ -106,11 +106,7 @@ def test_concurrent_identical_searches_make_one_call(
 
     def search(client: Any) -> None:
         barrier.wait()
-        statuses.append(
-            client.post(
-                "/wizard/domains", data={"action": "search", "brand": "rushhour"}
-            ).status_code
-        )
+        statuses.append(_search(client, "rushhour").status_code)
 
     threads = [threading.Thread(target=search, args=(c,)) for c in clients]
     for thread in threads:
@@ -121,34 +117,28 @@ def test_concurrent_identical_searches_make_one_call(
     assert _bulk_calls(portal_sandbox) == 1
 
 
-@pytest.mark.usefixtures("ready")
 def test_our_budget_stops_calls_and_says_when_checks_resume(
     app_factory: Any, session: Session, portal_sandbox: Any
 ) -> None:
     app = app_factory(AVAILABILITY_BUDGET=1)
     client = _student_client(app, session, "ann@example.com")
-    client.post("/wizard/domains", data={"action": "search", "brand": "firstbrand"})
-    page = client.post(
-        "/wizard/domains", data={"action": "search", "brand": "secondbrand"}, follow_redirects=True
-    ).get_data(as_text=True)
+    _search(client, "firstbrand")
+    page = _search(client, "secondbrand", follow_redirects=True).get_data(as_text=True)
     assert _bulk_calls(portal_sandbox) == 1
     assert "Availability checks are paused for 30 minutes" in page
     assert "your choices are kept" in page
     # Names checked before are still shown with their answers.
-    client.post("/wizard/domains", data={"action": "search", "brand": "firstbrand"})
+    _search(client, "firstbrand")
     assert "/yr · included" in client.get("/wizard/domains").get_data(as_text=True)
 
 
-@pytest.mark.usefixtures("ready")
 def test_vendor_429_pauses_checks_for_retry_after(
     app: Flask, session: Session, portal_sandbox: Any
 ) -> None:
     portal_sandbox.configure(rate_limits_enabled=True, zapmail_checks_per_30min=1)
     client = _student_client(app, session, "ann@example.com")
-    client.post("/wizard/domains", data={"action": "search", "brand": "limitone"})
-    page = client.post(
-        "/wizard/domains", data={"action": "search", "brand": "limittwo"}, follow_redirects=True
-    ).get_data(as_text=True)
+    _search(client, "limitone")
+    page = _search(client, "limittwo", follow_redirects=True).get_data(as_text=True)
     assert "Availability checks are paused for" in page
     blocked = session.scalars(
         select(AvailabilityCall).where(AvailabilityCall.outcome == "rate_limited")
@@ -156,11 +146,10 @@ def test_vendor_429_pauses_checks_for_retry_after(
     assert blocked.blocked_until is not None and blocked.blocked_until > utcnow()
     calls = _bulk_calls(portal_sandbox)
     # While blocked, nothing is sent to Zapmail at all.
-    client.post("/wizard/domains", data={"action": "search", "brand": "limitthree"})
+    _search(client, "limitthree")
     assert _bulk_calls(portal_sandbox) == calls == 2
 
 
-@pytest.mark.usefixtures("ready")
 def test_vendor_errors_are_explained_and_not_cached(
     app: Flask, session: Session, portal_sandbox: Any
 ) -> None:
@@ -168,8 +157,6 @@ def test_vendor_errors_are_explained_and_not_cached(
         vendor="zapmail", path="/v2/domains/available-bulk", kind="status", status=503
     )
     client = _student_client(app, session, "ann@example.com")
-    page = client.post(
-        "/wizard/domains", data={"action": "search", "brand": "brokenco"}, follow_redirects=True
-    ).get_data(as_text=True)
+    page = _search(client, "brokenco", follow_redirects=True).get_data(as_text=True)
     assert "could not reach our domain provider" in page
     assert session.scalar(select(func.count()).select_from(DomainCheck)) == 0

@@ -1,13 +1,19 @@
-"""Which errors a vendor task retries (a narrow unit: exceptions built by hand)."""
+"""Which errors a vendor task retries, and that a failed Prefect slot request is one of them."""
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
-from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+from prefect.settings import PREFECT_API_URL
+from prefect.settings import temporary_settings
 from sqlalchemy.exc import OperationalError
 
 from tasks.errors import ProvisioningBlockedError
+from tasks.pacing import PrefectSlots
+from tasks.pacing import take_slot
 from tasks.policies import is_transient
 
 
@@ -50,3 +56,37 @@ def test_long_business_keys_fit_a_file_name_and_still_tell_inputs_apart() -> Non
     assert len(key.encode()) <= 200 and key.startswith("mailboxes:sha256:")
     assert key == _key("mailboxes", list(reversed(many))), "order must not matter"
     assert key != _key("mailboxes", many[:-1])
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_prefect_api_fails_a_slot_request_with_the_error_we_retry() -> None:
+    # Pins the public import: prefect's own rate_limit must still raise this class for an
+    # unreachable API, or is_transient would stop retrying a Prefect server restart.
+    api = f"http://127.0.0.1:{_closed_port()}/api"
+    # Prefect keeps one slot service (and its API client) per limit name for the process: a name
+    # of this test's own, so no later test's requests go to the closed port.
+    with (
+        temporary_settings({PREFECT_API_URL: api}),
+        pytest.raises(ConcurrencySlotAcquisitionError) as caught,
+    ):
+        take_slot("test-unreachable-prefect-api")
+    assert is_transient(caught.value)
+
+
+def test_the_pacer_reports_an_unreachable_api_as_prefect_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Unreachable:
+        def increment_concurrency_slots(self, **_kwargs: object) -> None:
+            raise httpx.ConnectError("Prefect API unreachable")
+
+    slots = PrefectSlots()
+    monkeypatch.setattr(slots, "_api", Unreachable)  # no server: the call fails at once
+    with pytest.raises(ConcurrencySlotAcquisitionError) as caught:
+        slots.ask("plusvibe")
+    assert is_transient(caught.value)
