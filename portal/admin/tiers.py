@@ -1,4 +1,4 @@
-"""The packages (tiers) admin: list, create, edit, offer/hide and reorder, with Stripe prices in sync."""
+"""Packages (tiers): list, create, edit, offer/hide and reorder them, keeping Stripe prices in sync."""
 
 from __future__ import annotations
 
