@@ -1,4 +1,4 @@
-"""Admin forms: tiers and refunds (amounts are validated and converted to cents here)."""
+"""Admin forms: tiers, refunds and bare actions (amounts are parsed into cents here)."""
 
 from __future__ import annotations
 
@@ -6,35 +6,70 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField
+from wtforms import Field
 from wtforms import IntegerField
 from wtforms import RadioField
 from wtforms import StringField
 from wtforms import TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
+from wtforms.validators import InputRequired
 from wtforms.validators import Length
 from wtforms.validators import NumberRange
 from wtforms.validators import Optional
 from wtforms.validators import Regexp
 from wtforms.validators import ValidationError
+from wtforms.widgets import TextInput
 
 from core.pricing import PricingError
 from core.pricing import parse_money
 
+# Stripe's largest unit_amount: a price above it would be refused (or overflow the column).
+MAX_PRICE_CENTS = 99_999_999
 
-def _money(_form: Any, field: Any) -> None:
-    try:
-        field.cents = parse_money(field.data or "")
-    except PricingError as exc:
-        raise ValidationError(str(exc)) from None
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _stripe_max(_form: Any, field: Any) -> None:
+    if field.data is not None and field.data > MAX_PRICE_CENTS:
+        raise ValidationError("Stripe accepts at most $999,999.99.")
+
+
+class MoneyField(Field):  # type: ignore[misc]
+    """A dollar amount typed as text ("97", "97.50", "$1,234") whose data is in cents."""
+
+    widget = TextInput()
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        """Parse the submitted text; empty input leaves ``data`` None for the validators."""
+        self.data = None
+        # JSON bodies may carry numbers; the text of a number parses like the typed amount.
+        text = str(valuelist[0]) if valuelist else ""
+        if not text.strip():
+            return
+        try:
+            self.data = parse_money(text)
+        except PricingError as exc:
+            raise ValueError(str(exc)) from None
+        except ArithmeticError:
+            # Decimal cannot round an amount this large to cents ("1e30").
+            raise ValueError("Enter an amount such as 97 or 97.50.") from None
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return str(self.raw_data[0])
+        return f"{self.data / 100:.2f}" if self.data is not None else ""
 
 
 class TierForm(FlaskForm):  # type: ignore[misc]
-    """Create or edit a package."""
+    """Create or edit a package; field names match Tier's columns so ``populate_obj`` fills it."""
 
-    name = StringField("Name", validators=[DataRequired(), Length(max=100)])
+    name = StringField("Name", filters=[_strip], validators=[DataRequired(), Length(max=100)])
     slug = StringField(
         "Slug",
+        filters=[_strip],
         validators=[
             DataRequired(),
             Length(max=50),
@@ -47,13 +82,22 @@ class TierForm(FlaskForm):  # type: ignore[misc]
         default=2,
         validators=[DataRequired(), NumberRange(min=1, max=5, message="Zapmail allows 1 to 5.")],
     )
-    setup = StringField("Setup fee (USD)", validators=[DataRequired(), _money])
-    monthly = StringField("Monthly fee (USD)", validators=[DataRequired(), _money])
+    # The HTML names stay "setup" and "monthly"; the attributes are the columns they fill.
+    setup_cents = MoneyField(
+        "Setup fee (USD)",
+        name="setup",
+        validators=[InputRequired(), _stripe_max],
+    )
+    monthly_cents = MoneyField(
+        "Monthly fee (USD)",
+        name="monthly",
+        validators=[InputRequired(), _stripe_max],
+    )
     active = BooleanField("Offered to students", default=True)
 
-    def validate_monthly(self, field: Any) -> None:
+    def validate_monthly_cents(self, field: Any) -> None:
         """A subscription needs a monthly price above zero."""
-        if getattr(field, "cents", 0) <= 0:
+        if field.data is not None and field.data <= 0:
             raise ValidationError("The monthly fee must be more than zero.")
 
 
@@ -65,7 +109,7 @@ CANCEL_ORDER = "cancel"
 class RefundForm(FlaskForm):  # type: ignore[misc]
     """Refund all or part of a provision's payment, deciding explicitly what happens to the order."""
 
-    amount = StringField("Amount (USD, empty = everything)", validators=[Optional(), _money])
+    amount = MoneyField("Amount (USD, empty = everything)", validators=[Optional()])
     reason = TextAreaField(
         "Reason (for the audit log)", validators=[DataRequired(), Length(max=500)]
     )

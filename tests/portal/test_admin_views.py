@@ -83,6 +83,9 @@ def test_create_tier_creates_stripe_product_and_prices(
         ("mailboxes_per_domain", "6", "Zapmail allows 1 to 5."),
         ("monthly", "0", "The monthly fee must be more than zero."),
         ("setup", "ten", "Enter an amount such as 97 or 97.50."),
+        ("setup", "1e30", "Enter an amount such as 97 or 97.50."),
+        ("monthly", "1000000", "Stripe accepts at most $999,999.99."),
+        ("monthly", "", "This field is required."),
         ("slug", "Bad Slug", "Use lower-case letters"),
     ],
 )
@@ -122,10 +125,13 @@ def test_repricing_creates_a_new_price_and_archives_the_old(
     )
     tier = session.scalars(select(Tier).where(Tier.slug == "pro")).one()
     old_monthly, old_setup = tier.stripe_monthly_price_id, tier.stripe_setup_price_id
+    form = admin.get(f"/admin/tiers/{tier.id}/edit").get_data(as_text=True)
+    assert 'name="setup" required type="text" value="199.00"' in form
+    assert 'name="monthly" required type="text" value="99.00"' in form
     response = admin.post(
         f"/admin/tiers/{tier.id}/edit",
         data={
-            "name": "Pro",
+            "name": "  Pro Plus ",
             "slug": "pro",
             "domain_count": 7,
             "mailboxes_per_domain": 2,
@@ -138,6 +144,7 @@ def test_repricing_creates_a_new_price_and_archives_the_old(
     session.expire_all()
     tier = session.get(Tier, tier.id)
     assert tier is not None
+    assert (tier.name, tier.monthly_cents) == ("Pro Plus", 10900)
     assert tier.stripe_setup_price_id == old_setup  # unchanged amount, same price
     assert tier.stripe_monthly_price_id != old_monthly
     assert _stripe(portal_sandbox, f"prices/{tier.stripe_monthly_price_id}")["unit_amount"] == 10900
@@ -165,6 +172,10 @@ def test_a_sold_tier_cannot_change_size(admin: Any, session: Session) -> None:
     )
     assert response.status_code == 400
     assert "cannot change" in response.get_data(as_text=True)
+    session.expire_all()
+    kept = session.get(Tier, tier.id)
+    assert kept is not None and (kept.domain_count, kept.monthly_cents) == (3, 4700)
+    assert _actions(session) == []
 
 
 def test_deactivate_and_reorder_tiers(admin: Any, session: Session) -> None:
@@ -205,6 +216,8 @@ def test_cohort_lists_students_with_step_error_and_readiness(admin: Any, session
     assert "Not yet" in page  # Bob's mailboxes have just started warmup
     only_failed = admin.get("/admin/cohort?status=failed").get_data(as_text=True)
     assert "ann@example.com" in only_failed and "bob@example.com" not in only_failed
+    # The status counts cover the whole cohort, not just the filtered rows.
+    assert 'href="/admin/cohort?status=active"' in only_failed
     attention = admin.get("/admin/cohort?attention=1").get_data(as_text=True)
     assert "ann@example.com" in attention and "cid@example.com" not in attention
     by_email = admin.get("/admin/cohort?sort=email&dir=desc").get_data(as_text=True)
