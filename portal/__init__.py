@@ -1,5 +1,5 @@
-"""The student portal and admin: a Flask app factory with the auth, wizard, dashboard, admin and
-webhooks blueprints. Nothing happens at import; ``create_app`` builds everything."""
+"""The student portal and admin: a Flask app factory with the auth, wizard, dashboard, upgrade,
+admin and webhooks blueprints. Nothing happens at import; ``create_app`` builds everything."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from portal.admin import bp as admin_bp
     from portal.auth import bp as auth_bp
     from portal.dashboard import bp as dashboard_bp
+    from portal.upgrade import bp as upgrade_bp
     from portal.webhooks import bp as webhooks_bp
     from portal.wizard import bp as wizard_bp
 
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(auth_bp)
     app.register_blueprint(wizard_bp)
     app.register_blueprint(dashboard_bp)
+    app.register_blueprint(upgrade_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(webhooks_bp)
     extensions.csrf.exempt(webhooks_bp)

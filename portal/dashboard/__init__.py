@@ -1,4 +1,8 @@
-"""Dashboard blueprint: home, live progress, dashboard, upgrade and billing for students."""
+"""Dashboard blueprint: the student's pages after checkout (home, progress, dashboard, billing).
+
+Each module registers one resource's routes on ``bp``; the upgrade has its own blueprint
+(portal/upgrade).
+"""
 
 from __future__ import annotations
 
@@ -6,4 +10,9 @@ from flask import Blueprint
 
 bp = Blueprint("dashboard", __name__)
 
-from portal.dashboard import views  # noqa: E402,F401  (registers the routes on bp)
+# Imported for their side effect: each registers its routes on bp.
+from portal.dashboard import billing_portal  # noqa: E402,F401
+from portal.dashboard import home  # noqa: E402,F401
+from portal.dashboard import mailboxes  # noqa: E402,F401
+from portal.dashboard import overview  # noqa: E402,F401
+from portal.dashboard import progress_page  # noqa: E402,F401

@@ -6,4 +6,6 @@ from flask import Blueprint
 
 bp = Blueprint("wizard", __name__, url_prefix="/wizard")
 
-from portal.wizard import views  # noqa: E402,F401  (registers the routes on bp)
+# Imported for their side effect: each registers its routes on bp.
+from portal.wizard import checkout  # noqa: E402,F401
+from portal.wizard import views  # noqa: E402,F401

@@ -1,114 +1,102 @@
-"""The four-step purchase wizard: package, domains, mailboxes, review and pay.
+"""The wizard's first three steps: resume, choose a package, pick domains, name the mailboxes.
 
-Every step saves the draft, so the student can leave, return and move back and forth without
-losing choices. Prices are computed on the server at the review step; the provision row is
-created (pending payment) only when the student clicks Pay.
+Step 4 (review and pay) and the return from Stripe are in portal/wizard/checkout.py.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
-from flask import abort
 from flask import current_app
-from flask import flash
 from flask import redirect
-from flask import render_template
 from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
-from sqlalchemy import delete
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from core.db import utcnow
 from core.mailboxes import DEFAULT_PATTERNS
 from core.mailboxes import PATTERNS
 from core.mailboxes import MailboxNameError
-from core.mailboxes import preview_addresses
 from core.mailboxes import render_username
-from core.mailboxes import validate_sender_name
-from core.models import Domain
-from core.models import Provision
-from core.models import ProvisionStatus
-from core.models import PurchaseState
-from core.models import Tier
-from core.models import User
 from core.pricing import daily_capacity
-from core.pricing import quote_order
-from portal import billing
 from portal import drafts
-from portal import fulfilment
-from portal import orders
-from portal import outbox_sender
 from portal.availability import service_for
 from portal.db import get_db
-from portal.domain_picker import Picker
 from portal.extensions import student_required
 from portal.wizard import bp
-
-STEPS = (
-    ("package", "Package"),
-    ("domains", "Domains"),
-    ("mailboxes", "Mailboxes"),
-    ("review", "Review and pay"),
-)
+from portal.wizard import domain_step
+from portal.wizard import state
+from portal.wizard.forms import TierChoiceForm
+from portal.wizard.forms import mailboxes_form
+from portal.wizard.forms import posted
 
 
-def _provision() -> Provision | None:
-    return get_db().scalar(select(Provision).where(Provision.user_id == current_user.id))
+@bp.get("/")
+@student_required
+def start() -> ResponseReturnValue:
+    """Resume the wizard at the furthest step the saved choices allow."""
+    closed = state.closed()
+    if closed is not None:
+        return closed
+    return redirect(url_for(f"wizard.{state.furthest(state.load())}"))
 
 
-def _closed() -> ResponseReturnValue | None:
-    """Redirect away from the wizard once the order is paid (or otherwise past payment)."""
-    provision = _provision()
-    if provision is not None and provision.status != ProvisionStatus.PENDING_PAYMENT.value:
-        return redirect(url_for("dashboard.home"))
-    return None
-
-
-def _tiers() -> list[Tier]:
-    return list(
-        get_db().scalars(
-            select(Tier).where(Tier.active.is_(True)).order_by(Tier.sort_order, Tier.id)
-        )
+@bp.route("/package", methods=["GET", "POST"])
+@student_required
+def package() -> ResponseReturnValue:
+    """Step 1: choose a package."""
+    closed = state.closed()
+    if closed is not None:
+        return closed
+    draft = state.load()
+    tiers = state.offered_tiers()
+    form = posted(TierChoiceForm, tier_id=str(draft["tier_id"] or ""))
+    form.offer(tiers)
+    if request.method == "POST" and form.validate():
+        chosen = next(t for t in tiers if t.id == form.chosen)
+        draft["tier_id"] = chosen.id
+        if len(draft["patterns"]) != chosen.mailboxes_per_domain:
+            draft["patterns"] = list(DEFAULT_PATTERNS[: chosen.mailboxes_per_domain])
+        state.save(draft)
+        return redirect(url_for("wizard.domains"))
+    page = state.page(
+        "wizard/package.html", "package", draft, form=form, tiers=tiers, capacity=daily_capacity
     )
+    # A POST that gets here was refused: nothing was saved, the reason stands above the cards.
+    return (page, 400) if request.method == "POST" else page
 
 
-def _tier(draft: dict[str, Any]) -> Tier | None:
-    if draft["tier_id"] is None:
-        return None
-    tier = get_db().get(Tier, draft["tier_id"])
-    return tier if tier is not None and tier.active else None
-
-
-def _draft() -> dict[str, Any]:
-    return drafts.load(get_db(), current_user.id, drafts.ORDER)
-
-
-def _save(draft: dict[str, Any]) -> None:
-    db = get_db()
-    drafts.save(db, current_user.id, drafts.ORDER, draft)
-    db.commit()
-
-
-def _picker(draft: dict[str, Any], tier: Tier) -> Picker:
-    return Picker(get_db(), draft, tier.domain_count, current_user.id)
-
-
-def _mailboxes_ok(draft: dict[str, Any], tier: Tier) -> bool:
-    try:
-        validate_sender_name(draft["first_name"], draft["last_name"])
-        if len(draft["patterns"]) != tier.mailboxes_per_domain:
-            return False
-        preview_addresses(
-            draft["domains"], draft["patterns"], draft["first_name"], draft["last_name"]
+@bp.route("/domains", methods=["GET", "POST"])
+@student_required
+def domains() -> ResponseReturnValue:
+    """Step 2: pick exactly the package's number of domains."""
+    closed = state.closed()
+    if closed is not None:
+        return closed
+    draft = state.load()
+    guard = state.guard("domains", draft)
+    if guard is not None:
+        return guard
+    tier = state.chosen_tier(draft)
+    assert tier is not None
+    picker = state.picker(draft, tier)
+    if request.method == "POST":
+        return domain_step.post(
+            picker,
+            drafts.ORDER,
+            here="wizard.domains",
+            back="wizard.package",
+            forward="wizard.mailboxes",
         )
-    except MailboxNameError:
-        return False
-    return True
+    service = service_for(get_db(), current_app.config, current_app.extensions["settings"])
+    left, wait = service.budget_left()
+    return state.page(
+        "wizard/domains.html",
+        "domains",
+        draft,
+        tier=tier,
+        results=picker.results(),
+        paused_s=wait if (wait or not left) else 0,
+        post_url=url_for("wizard.domains"),
+        required=tier.domain_count,
+    )
 
 
 def _pattern_examples(first: str, last: str) -> dict[str, str]:
@@ -124,372 +112,46 @@ def _pattern_examples(first: str, last: str) -> dict[str, str]:
     return examples
 
 
-def _furthest(draft: dict[str, Any]) -> str:
-    """The last step the student may open, given what the draft holds."""
-    tier = _tier(draft)
-    if tier is None:
-        return "package"
-    if not _picker(draft, tier).ready():
-        return "domains"
-    if not _mailboxes_ok(draft, tier):
-        return "mailboxes"
-    return "review"
-
-
-def _guard(step: str, draft: dict[str, Any]) -> ResponseReturnValue | None:
-    order = [key for key, _ in STEPS]
-    furthest = _furthest(draft)
-    if order.index(step) > order.index(furthest):
-        return redirect(url_for(f"wizard.{furthest}"))
-    return None
-
-
-def _page(template: str, step: str, draft: dict[str, Any], **context: Any) -> str:
-    return render_template(
-        template, steps=STEPS, step=step, furthest=_furthest(draft), draft=draft, **context
-    )
-
-
-@bp.get("/")
-@student_required
-def start() -> ResponseReturnValue:
-    """Resume the wizard at the furthest step the saved choices allow."""
-    closed = _closed()
-    if closed is not None:
-        return closed
-    return redirect(url_for(f"wizard.{_furthest(_draft())}"))
-
-
-@bp.route("/package", methods=["GET", "POST"])
-@student_required
-def package() -> ResponseReturnValue:
-    """Step 1: choose a package."""
-    closed = _closed()
-    if closed is not None:
-        return closed
-    draft = _draft()
-    tiers = _tiers()
-    if request.method == "POST":
-        try:
-            tier_id = int(request.form.get("tier_id", ""))
-        except ValueError:
-            tier_id = None
-        chosen = next((t for t in tiers if t.id == tier_id), None)
-        if chosen is None:
-            flash("Choose one of the packages.", "error")
-            return _page(
-                "wizard/package.html", "package", draft, tiers=tiers, capacity=daily_capacity
-            ), 400
-        draft["tier_id"] = chosen.id
-        if len(draft["patterns"]) != chosen.mailboxes_per_domain:
-            draft["patterns"] = list(DEFAULT_PATTERNS[: chosen.mailboxes_per_domain])
-        _save(draft)
-        return redirect(url_for("wizard.domains"))
-    return _page("wizard/package.html", "package", draft, tiers=tiers, capacity=daily_capacity)
-
-
-@bp.route("/domains", methods=["GET", "POST"])
-@student_required
-def domains() -> ResponseReturnValue:
-    """Step 2: pick exactly the package's number of domains."""
-    closed = _closed()
-    if closed is not None:
-        return closed
-    draft = _draft()
-    guard = _guard("domains", draft)
-    if guard is not None:
-        return guard
-    tier = _tier(draft)
-    assert tier is not None
-    picker = _picker(draft, tier)
-    if request.method == "POST":
-        outcome = picker.handle(request.form)
-        _save(draft)
-        if outcome == "continue":
-            return redirect(url_for("wizard.mailboxes"))
-        if outcome == "back":
-            return redirect(url_for("wizard.package"))
-        return redirect(url_for("wizard.domains"))
-    service = service_for(get_db(), current_app.config, current_app.extensions["settings"])
-    left, wait = service.budget_left()
-    return _page(
-        "wizard/domains.html",
-        "domains",
-        draft,
-        tier=tier,
-        results=picker.results(),
-        paused_s=wait if (wait or not left) else 0,
-        post_url=url_for("wizard.domains"),
-        required=tier.domain_count,
-    )
-
-
 @bp.route("/mailboxes", methods=["GET", "POST"])
 @student_required
 def mailboxes() -> ResponseReturnValue:
     """Step 3: sender name and username patterns, with a preview of every address."""
-    closed = _closed()
+    closed = state.closed()
     if closed is not None:
         return closed
-    draft = _draft()
-    guard = _guard("mailboxes", draft)
+    draft = state.load()
+    guard = state.guard("mailboxes", draft)
     if guard is not None:
         return guard
-    tier = _tier(draft)
+    tier = state.chosen_tier(draft)
     assert tier is not None
-    error = None
+    saved = {f"pattern_{i}": pattern for i, pattern in enumerate(draft["patterns"])}
+    form = posted(
+        mailboxes_form(tier.mailboxes_per_domain),
+        first_name=draft["first_name"],
+        last_name=draft["last_name"],
+        **saved,
+    )
+    status = 200
     if request.method == "POST":
-        action = request.form.get("action", "preview")
-        draft["first_name"] = request.form.get("first_name", "")[:100]
-        draft["last_name"] = request.form.get("last_name", "")[:100]
-        draft["patterns"] = [
-            request.form.get(f"pattern_{i}", "") for i in range(tier.mailboxes_per_domain)
-        ]
-        _save(draft)
-        if action == "back":
-            return redirect(url_for("wizard.domains"))
-        try:
-            validate_sender_name(draft["first_name"], draft["last_name"])
-            preview_addresses(
-                draft["domains"], draft["patterns"], draft["first_name"], draft["last_name"]
-            )
-        except MailboxNameError as exc:
-            error = str(exc)
-        if error is None and action == "continue":
-            return redirect(url_for("wizard.review"))
-    preview: list[tuple[str, list[str]]] = []
-    if error is None and draft["first_name"] and draft["last_name"]:
-        try:
-            name = validate_sender_name(draft["first_name"], draft["last_name"])
-            preview = preview_addresses(draft["domains"], draft["patterns"], name.first, name.last)
-        except MailboxNameError as exc:
-            error = str(exc) if request.method == "POST" else None
-    status = 400 if error and request.method == "POST" else 200
-    return (
-        _page(
-            "wizard/mailboxes.html",
-            "mailboxes",
-            draft,
-            tier=tier,
-            patterns=_pattern_examples(draft["first_name"], draft["last_name"]),
-            preview=preview,
-            error=error,
-        ),
-        status,
-    )
-
-
-@bp.route("/review", methods=["GET", "POST"])
-@student_required
-def review() -> ResponseReturnValue:
-    """Step 4: the order and its server-computed price; Pay opens Stripe Checkout."""
-    closed = _closed()
-    if closed is not None:
-        return closed
-    db = get_db()
-    draft = _draft()
-    if request.method == "GET" and request.args.get("cancelled"):
-        # Back from Checkout without paying: the next Pay opens a fresh session.
-        provision = _provision()
-        if provision is not None and provision.stripe_checkout_session_id:
-            billing.expire_checkout(provision.stripe_checkout_session_id)
-        draft["checkout_attempt"] = int(draft["checkout_attempt"]) + 1
-        _save(draft)
-        flash("Payment cancelled. Nothing was charged; your choices are kept.", "info")
-        return redirect(url_for("wizard.review"))
-    guard = _guard("review", draft)
-    if guard is not None:
-        return guard
-    tier = _tier(draft)
-    assert tier is not None
-    name = validate_sender_name(draft["first_name"], draft["last_name"])
-    preview = preview_addresses(draft["domains"], draft["patterns"], name.first, name.last)
-    results = _picker(draft, tier).results()
-    context = {
-        "tier": tier,
-        "quote": quote_order(tier),
-        "preview": preview,
-        "results": results,
-        "capacity": daily_capacity(tier),
-        "provision": _provision(),
-    }
-    if request.method == "GET":
-        return _page("wizard/review.html", "review", draft, **context)
-    try:
-        return _pay(draft, tier, name.first, name.last)
-    except billing.BillingError as exc:
-        db.rollback()
-        current_app.logger.warning("checkout failed: %s", exc)
-        flash(exc.student_message, "error")
-        return _page("wizard/review.html", "review", draft, **context), 502
-
-
-def _refresh_availability(names: list[str]) -> list[str]:
-    """Re-confirm the chosen names before paying; return the ones that can no longer be bought."""
-    service = service_for(get_db(), current_app.config, current_app.extensions["settings"])
-    outcome = service.check(names, user_id=current_user.id)
-    # When the budget is spent a recent-enough "available" still counts: the purchase step
-    # re-checks every name before buying anyway.
-    max_age = timedelta(seconds=int(current_app.config["CHECKOUT_MAX_CHECK_AGE_S"]))
-    now = utcnow()
-    bad = []
-    for name in names:
-        result = outcome.results[name]
-        if not result.selectable:
-            bad.append(f"{name} ({result.reason})")
-        elif result.checked_at is None or now - result.checked_at > max_age:
-            bad.append(f"{name} (its availability could not be confirmed; try again shortly)")
-    return bad
-
-
-def _pay(draft: dict[str, Any], tier: Tier, first: str, last: str) -> ResponseReturnValue:
-    db = get_db()
-    names = list(draft["domains"])
-    bad = _refresh_availability(names)
-    if bad:
-        flash("Some domains can no longer be bought: " + "; ".join(bad) + ". Pick others.", "error")
-        return redirect(url_for("wizard.domains"))
-    # Prices live in Stripe per tier; create them on first use (committed on their own: they are
-    # valid whatever happens to this order).
-    if tier.stripe_monthly_price_id is None or (
-        tier.setup_cents and tier.stripe_setup_price_id is None
-    ):
-        billing.ensure_tier_prices(tier)
-        db.commit()
-    user = db.get(User, current_user.id)
-    assert user is not None
-    provision = _locked_provision()
-    if provision is not None and provision.status != ProvisionStatus.PENDING_PAYMENT.value:
-        # Paid meanwhile (another tab): this order can no longer change.
-        db.rollback()
-        return redirect(url_for("dashboard.home"))
-    previous_session = provision.stripe_checkout_session_id if provision else None
-    previous = billing.retrieve_checkout(previous_session) if previous_session else None
-    if (
-        previous is not None
-        and previous.status == "complete"
-        and provision is not None
-        and provision.status_reason != fulfilment.PAYMENT_FAILED_REASON
-    ):
-        # Completed but unpaid: a bank payment is in flight. A second checkout could charge twice.
-        db.rollback()
-        flash("Your payment is already being processed; setup starts as soon as it clears.", "info")
-        return redirect(url_for("dashboard.progress"))
-    if (
-        provision is not None
-        and previous is not None
-        and previous.status == "open"
-        and previous.url
-    ):
-        current = orders.latest_open(db, provision.id)
-        if (
-            current is not None
-            and current.checkout_session_id == previous.id
-            and orders.sells(current, tier, names, first, last, list(draft["patterns"]))
-        ):
-            # The same order is still payable: reuse its session rather than open a second one.
-            db.rollback()
-            return redirect(previous.url, code=303)
-    if previous is not None and previous.status != "open":
-        # That session can no longer be paid: the next one needs a fresh idempotency key.
-        draft["checkout_attempt"] = int(draft["checkout_attempt"]) + 1
-        drafts.save(db, current_user.id, drafts.ORDER, draft)
-    if provision is None:
-        provision = Provision(user_id=user.id, tier_id=tier.id)
-        db.add(provision)
-    provision.tier_id = tier.id
-    provision.sender_first_name = first
-    provision.sender_last_name = last
-    provision.username_patterns = list(draft["patterns"])
-    provision.status_reason = None
-    # Unpaid names are only held while this order awaits payment: replace them with the new choice.
-    if provision.id is not None:
-        db.execute(
-            delete(Domain).where(
-                Domain.provision_id == provision.id,
-                Domain.purchase_state == PurchaseState.SELECTED.value,
-            )
-        )
-    try:
-        db.flush()
-        results = _picker(draft, tier).results()
-        for name in names:
-            db.add(
-                Domain(provision_id=provision.id, name=name, price_cents=results[name].price_cents)
-            )
-        db.flush()
-    except IntegrityError:
-        db.rollback()
-        flash(
-            "One of your domains was just chosen by another student. Pick another one; the rest of your choices are kept.",
-            "error",
-        )
-        return redirect(url_for("wizard.domains"))
-    # What this session sells, frozen in the transaction that records the session; older open
-    # snapshots become superseded, so a late payment of theirs is refunded, never provisioned.
-    snapshot = orders.new_snapshot(db, provision, tier, names, first, last, list(draft["patterns"]))
-    checkout = billing.create_checkout(
-        provision, tier, user, attempt=int(draft["checkout_attempt"]), order_id=snapshot.id
-    )
-    snapshot.checkout_session_id = checkout.id
-    provision.stripe_checkout_session_id = checkout.id
-    db.commit()
-    if previous_session and previous_session != checkout.id:
-        billing.expire_checkout(previous_session)
-    return redirect(checkout.url, code=303)
-
-
-def _locked_provision() -> Provision | None:
-    """The student's provision, row-locked until the commit (PostgreSQL; SQLite locks on write).
-
-    Checkout fulfilment moves it out of pending_payment under the same lock, so an order can no
-    longer change once a payment has won.
-    """
-    return get_db().scalar(
-        select(Provision)
-        .where(Provision.user_id == current_user.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-
-
-@bp.get("/success")
-@student_required
-def success() -> ResponseReturnValue:
-    """Back from Checkout: confirm the payment now if Stripe says so (the webhook does it too)."""
-    session_id = request.args.get("session_id", "")
-    db = get_db()
-    provision = _provision()
-    snapshot = orders.for_session(db, session_id) if session_id else None
-    legacy = provision is not None and provision.stripe_checkout_session_id == session_id
-    if (
-        provision is None
-        or not session_id
-        or (not legacy and (snapshot is None or snapshot.provision_id != provision.id))
-    ):
-        abort(404)
-    try:
-        checkout = fulfilment.read_checkout(session_id)
-        db.rollback()  # read nothing under a transaction while Stripe answers
-        if checkout is not None:
-            fulfilment.fulfil_checkout(db, checkout)
-            db.commit()
-            # The run (or refund) it decided starts after the commit, off this request.
-            outbox_sender.send_committed(db)
-    except (billing.BillingError, IntegrityError) as exc:
-        # The webhook will confirm it; the progress page shows "waiting for payment".
-        db.rollback()
-        outbox_sender.discard_enqueued(db)
-        current_app.logger.warning("success page could not confirm %s: %s", session_id, exc)
-    snapshot = orders.for_session(db, session_id)
-    if snapshot is not None and snapshot.decision_reason:
-        flash(snapshot.decision_reason, "error")
-        return redirect(url_for("dashboard.progress"))
-    status = db.scalar(select(Provision.status).where(Provision.id == provision.id))
-    if status == ProvisionStatus.PENDING_PAYMENT.value:
-        flash("Thank you! We are waiting for your payment to be confirmed.", "info")
-    else:
-        drafts.clear(db, current_user.id, drafts.ORDER)
-        db.commit()
-        flash("Thank you! Your payment was received and setup has started.", "success")
-    return redirect(url_for("dashboard.progress"))
+        # Back keeps what was typed, valid or not, for when the student returns.
+        back = form.action.data == "back"
+        if back or form.validate():
+            draft.update(form.draft_fields(draft))
+            state.save(draft)
+            if back:
+                return redirect(url_for("wizard.domains"))
+            if form.action.data == "continue":
+                return redirect(url_for("wizard.review"))
+        else:
+            status = 400  # nothing saved; the errors stand next to their fields
+    preview = state.preview(draft) if status == 200 else None
+    return state.page(
+        "wizard/mailboxes.html",
+        "mailboxes",
+        draft,
+        form=form,
+        tier=tier,
+        patterns=_pattern_examples(form.first_name.data or "", form.last_name.data or ""),
+        preview=preview or [],
+    ), status

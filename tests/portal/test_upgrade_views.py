@@ -17,6 +17,7 @@ from core.models import Domain
 from core.models import Provision
 from core.models import Tier
 from core.models import Upgrade
+from core.models import WizardDraft
 from portal import outbox_sender
 from tests.portal import prefect_support
 from tests.portal.helpers import PASSWORD
@@ -195,3 +196,30 @@ def test_a_stopped_paid_upgrade_is_shown_and_blocks_a_second_one(
     assert "Upgrade to Growth stopped: Google could not create the mailboxes yet." in page
     assert 'href="/upgrade"' not in page
     assert client.get("/upgrade").status_code == 404
+
+
+def test_a_package_that_is_not_larger_is_refused_next_to_the_choice(
+    client: Any, auth: Any, session: Session
+) -> None:
+    user = make_user(session, "ann@example.com")
+    make_provision(session, user)
+    all_tiers = tiers(session)
+    session.commit()
+    auth.login("ann@example.com")
+    for tier_id in (str(all_tiers["starter"].id), "abc", ""):
+        response = client.post("/upgrade", data={"tier_id": tier_id})
+        assert response.status_code == 400
+        page = response.get_data(as_text=True)
+        assert '<p class="error" role="alert">Choose one of the larger packages.</p>' in page
+    assert session.scalars(select(WizardDraft)).all() == []
+    growth = all_tiers["growth"].id
+    assert client.post("/upgrade", data={"tier_id": growth}).headers["Location"] == (
+        "/upgrade/domains"
+    )
+    # The choice is kept: the page shows it checked when the student comes back.
+    assert f'value="{growth}" checked' in client.get("/upgrade").get_data(as_text=True)
+    before = session.scalars(select(WizardDraft.data)).one()
+    response = client.post("/upgrade/domains", data={"action": "buy"}, follow_redirects=True)
+    assert "That action is not available here." in response.get_data(as_text=True)
+    session.expire_all()
+    assert session.scalars(select(WizardDraft.data)).one() == before

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from core.models import Domain
 from core.models import Provision
 from core.models import Tier
+from core.models import WizardDraft
 from tests.portal.helpers import make_provision
 from tests.portal.helpers import make_user
 from tests.portal.helpers import tiers
@@ -47,6 +48,12 @@ def _choose_domains(client: Any, brand: str = "acmewidgets", count: int = 3) -> 
         )
     assert len(addable) >= count
     return addable[:count]
+
+
+def _saved_draft(session: Session) -> Any:
+    """The order draft as stored, or None when nothing was ever saved."""
+    session.expire_all()
+    return session.scalars(select(WizardDraft.data).where(WizardDraft.kind == "order")).first()
 
 
 def _complete_until_review(client: Any, session: Session, slug: str = "starter") -> list[str]:
@@ -93,6 +100,33 @@ def test_unknown_tier_is_refused(client: Any) -> None:
     r = client.post("/wizard/package", data={"tier_id": "9999"})
     assert r.status_code == 400, r.headers.get("Location")
     assert client.post("/wizard/package", data={"tier_id": "abc"}).status_code == 400
+
+
+@pytest.mark.usefixtures("student")
+def test_a_refused_package_choice_saves_nothing_and_says_why_above_the_cards(
+    client: Any, session: Session
+) -> None:
+    response = client.post("/wizard/package", data={"tier_id": "9999"})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert re.search(
+        r'<p class="error" role="alert">Choose one of the packages.</p>\s*<div class="tier-grid">',
+        page,
+    )
+    assert _saved_draft(session) is None
+
+
+@pytest.mark.usefixtures("student")
+def test_an_unknown_domain_step_action_is_refused_and_saves_nothing(
+    client: Any, session: Session
+) -> None:
+    client.post("/wizard/package", data={"tier_id": _tier_id(session, "starter")})
+    before = _saved_draft(session)
+    response = client.post(
+        "/wizard/domains", data={"action": "buy", "name": "x.com"}, follow_redirects=True
+    )
+    assert "That action is not available here." in response.get_data(as_text=True)
+    assert _saved_draft(session) == before
 
 
 @pytest.mark.usefixtures("student")
@@ -216,6 +250,58 @@ def test_mailbox_step_validates_names_and_patterns(
     )
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
+
+
+@pytest.mark.usefixtures("student")
+def test_a_refused_mailbox_step_saves_nothing_and_shows_each_error_by_its_field(
+    client: Any, session: Session
+) -> None:
+    client.post("/wizard/package", data={"tier_id": _tier_id(session, "starter")})
+    _choose_domains(client)
+    client.post("/wizard/domains", data={"action": "continue"})
+    before = _saved_draft(session)
+    response = client.post(
+        "/wizard/mailboxes",
+        data={
+            "first_name": "Tim3",
+            "last_name": "Keen",
+            "pattern_0": "{first}",
+            "action": "preview",
+        },
+    )
+    assert response.status_code == 400
+    assert _saved_draft(session) == before
+    page = response.get_data(as_text=True)
+    # The message stands under the first-name input, which shows what was typed.
+    assert re.search(
+        r'name="first_name" value="Tim3"[^>]*>\s*<small class="error" role="alert">'
+        r"First name may contain letters",
+        page,
+    )
+    assert re.search(
+        r'<select name="pattern_1">.*?</select>\s*<small class="error" role="alert">'
+        r"Choose one of the listed address patterns.",
+        page,
+        re.S,
+    )
+    # Both names fine, but two patterns make one address: the second pattern carries the error.
+    page = client.post(
+        "/wizard/mailboxes",
+        data={
+            "first_name": "Tim",
+            "last_name": "Keen",
+            "pattern_0": "{first}",
+            "pattern_1": "{first}",
+        },
+    ).get_data(as_text=True)
+    assert re.search(
+        r'<select name="pattern_1">.*?</select>\s*<small class="error" role="alert">'
+        r"Two patterns give the same address",
+        page,
+        re.S,
+    )
+    assert page.count('class="error"') == 1
+    assert _saved_draft(session) == before
 
 
 @pytest.mark.usefixtures("student")

@@ -46,7 +46,7 @@ FORM_DATA: dict[str, dict[str, str]] = {
     "wizard.package": {"tier_id": "1"},
     "wizard.domains": {"action": "search", "brand": "csrfco"},
     "wizard.mailboxes": {"first_name": "Ann", "last_name": "Lee", "action": "continue"},
-    "dashboard.upgrade": {"tier_id": "2"},
+    "upgrade.start": {"tier_id": "2"},
     "admin.cancel": {"note": "csrf"},
     "admin.refund": {"reason": "csrf"},
     "admin.tier_move": {"direction": "up"},

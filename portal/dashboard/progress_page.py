@@ -1,0 +1,46 @@
+"""The live progress of the student's setup: the page, and the progress.json it polls."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask import jsonify
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from portal.dashboard import bp
+from portal.db import get_db
+from portal.extensions import student_required
+from portal.progress import build_document
+from portal.progress import load_snapshot
+from portal.progress import progress_for_user
+
+
+@bp.get("/progress")
+@student_required
+def progress() -> ResponseReturnValue:
+    """Live progress of the student's setup (the page polls progress.json)."""
+    data = progress_for_user(get_db(), current_user.id)
+    if data is None:
+        return redirect(url_for("wizard.start"))
+    return render_template("dashboard/progress.html", progress=data)
+
+
+@bp.get("/progress.json")
+@student_required
+def progress_json() -> ResponseReturnValue:
+    """The progress document: one indexed query, no Prefect call (polled every 3 s)."""
+    snapshot = load_snapshot(get_db(), current_user.id)
+    if snapshot is None:
+        return jsonify(error="not_found", reason="You have no order yet."), 404
+    # Weak tag: a 304 says nothing but the clock moved (the page advances the durations itself);
+    # it skips building and serialising the document, and sends nothing back to the page.
+    if request.if_none_match.contains_weak(snapshot.version):
+        response = current_app.response_class(status=304)
+    else:
+        response = jsonify(build_document(snapshot))
+    response.set_etag(snapshot.version, weak=True)
+    return response

@@ -1,0 +1,53 @@
+"""Posting to the domain step, shared by the wizard and the upgrade: one action, then a redirect.
+
+The picker (portal/domain_picker.py) checks brands and names and says what is wrong with them;
+this form only admits the actions the step has.
+"""
+
+from __future__ import annotations
+
+from flask import flash
+from flask import redirect
+from flask import request
+from flask import url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import SelectField
+from wtforms import StringField
+from wtforms.validators import AnyOf
+
+from portal import drafts
+from portal.db import get_db
+from portal.domain_picker import Picker
+
+ACTIONS = ("search", "check", "add", "remove", "continue", "back")
+
+
+class PickerForm(FlaskForm):  # type: ignore[misc]
+    """One action of the domain step, with the brand or name it applies to."""
+
+    action = SelectField(
+        choices=ACTIONS,
+        validate_choice=False,
+        validators=[AnyOf(ACTIONS, message="That action is not available here.")],
+    )
+    brand = StringField(default="")
+    name = StringField(default="")
+
+
+def post(picker: Picker, kind: str, *, here: str, back: str, forward: str) -> ResponseReturnValue:
+    """Apply the posted action to the picker's draft (saved as ``kind``) and redirect onwards.
+
+    ``here``, ``back`` and ``forward`` are endpoints: this step, the one before and the one after.
+    """
+    form = PickerForm(formdata=request.form)
+    if not form.validate():
+        # Nothing is saved; the step's buttons are its only fields, so the message is a flash.
+        flash(next(iter(form.errors.values()))[0], "error")
+        return redirect(url_for(here))
+    outcome = picker.handle(form.data)
+    db = get_db()
+    drafts.save(db, current_user.id, kind, picker.draft)
+    db.commit()
+    return redirect(url_for({"continue": forward, "back": back}.get(outcome or "", here)))
