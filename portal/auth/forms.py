@@ -1,4 +1,4 @@
-"""Sign-in form."""
+"""Sign-in, forgotten-password and new-password forms."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from wtforms import EmailField
 from wtforms import HiddenField
 from wtforms import PasswordField
 from wtforms.validators import DataRequired
+from wtforms.validators import EqualTo
 from wtforms.validators import Length
+
+from portal.auth.policy import MAX_PASSWORD_LENGTH
 
 
 class LoginForm(FlaskForm):  # type: ignore[misc]
@@ -16,3 +19,21 @@ class LoginForm(FlaskForm):  # type: ignore[misc]
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
     next = HiddenField()
+
+
+class ForgotPasswordForm(FlaskForm):  # type: ignore[misc]
+    """The address to send a reset link to."""
+
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+
+
+class NewPasswordForm(FlaskForm):  # type: ignore[misc]
+    """A new password, typed twice (the policy is checked by the view, with the account)."""
+
+    password = PasswordField(
+        "New password", validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)]
+    )
+    confirm = PasswordField(
+        "New password again",
+        validators=[DataRequired(), EqualTo("password", message="The two passwords differ.")],
+    )
