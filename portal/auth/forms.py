@@ -9,14 +9,18 @@ from wtforms import PasswordField
 from wtforms.validators import DataRequired
 from wtforms.validators import EqualTo
 from wtforms.validators import Length
+from wtforms.validators import Regexp
 
 from portal.auth.policy import MAX_PASSWORD_LENGTH
+
+# No control characters in an address (PostgreSQL text cannot even hold NUL): a 400, not a 500.
+PRINTABLE = Regexp(r"^[^\x00-\x1f\x7f]*$", message="Enter a valid email address.")
 
 
 class LoginForm(FlaskForm):  # type: ignore[misc]
     """Email and password, plus where to go afterwards."""
 
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254), PRINTABLE])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
     next = HiddenField()
 
@@ -24,7 +28,7 @@ class LoginForm(FlaskForm):  # type: ignore[misc]
 class ForgotPasswordForm(FlaskForm):  # type: ignore[misc]
     """The address to send a reset link to."""
 
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254), PRINTABLE])
 
 
 class NewPasswordForm(FlaskForm):  # type: ignore[misc]

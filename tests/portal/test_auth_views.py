@@ -234,3 +234,9 @@ def test_the_common_list_is_about_a_thousand_long_and_the_policy_accepts_a_fine_
     assert MIN_PASSWORD_LENGTH == 12
     with pytest.raises(WeakPasswordError):
         hash_password("eleven-char")
+
+
+@pytest.mark.parametrize("path", ["/auth/login", "/auth/forgot"])
+def test_an_address_with_control_characters_is_a_400_not_a_500(client: Any, path: str) -> None:
+    response = client.post(path, data={"email": "a\x00b@example.com", "password": "x" * 12})
+    assert response.status_code == 400
