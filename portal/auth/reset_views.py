@@ -16,6 +16,7 @@ from flask import request
 from flask import session as flask_session
 from flask import url_for
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
 from flask_login import logout_user
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,7 @@ from portal.auth import bp
 from portal.auth.forms import ForgotPasswordForm
 from portal.auth.forms import NewPasswordForm
 from portal.auth.policy import password_problem
+from portal.auth.sessions import end_session
 from portal.auth.throttle import record_reset_request
 from portal.auth.throttle import reset_throttle
 from portal.auth.throttle import too_many
@@ -120,12 +122,16 @@ def reset_password() -> ResponseReturnValue:
     if problem:
         form.password.errors.append(problem)
         return render_template("auth/reset.html", form=form), 400
+    # Read before any write: loading the user may touch its session row on another connection.
+    own_session = current_user.session_token if current_user.is_authenticated else ""
     if not use_token(db, row):
         # The same link was just used from another tab: that submission won.
         return render_template("auth/reset.html", form=None), 400
     user.password_hash = hash_password(password, method=current_app.config["PASSWORD_HASH_METHOD"])
     retire_tokens(db, user.id, TokenPurpose.RESET)
     revoke_sessions(db, user.id, "password_reset")
+    if own_session:  # this browser was signed in as someone else: that session ends too
+        end_session(db, own_session, "sign_out")
     clear_failed_logins(db, email=user.email)
     scrub_link(db, reset_email_key(row.id), token)
     db.commit()

@@ -100,7 +100,8 @@ def _lifetime_over(created_at: datetime, last_seen_at: datetime, now: datetime) 
 
 def _write(sid: str, **values: object) -> None:
     # Its own short transaction: the loader may run in the middle of a view that has not
-    # committed yet (or never will, on a GET), and the touch must not wait for it.
+    # committed yet (or never will, on a GET), and the touch must not wait for it. Hence views
+    # load current_user before they write user_sessions rows (else this would wait on their lock).
     with database().engine.begin() as conn:
         conn.execute(
             update(UserSession)

@@ -240,3 +240,18 @@ def test_reset_clears_the_failed_sign_ins_of_the_account(
     assert session.scalar(select(func.count()).where(LoginAttempt.email == "ann@example.com")) == 0
     login = client.post("/auth/login", data={"email": "ann@example.com", "password": NEW_PASSWORD})
     assert login.status_code == 302
+
+
+def test_a_reset_from_a_browser_signed_in_as_someone_else_ends_that_session_too(
+    client: Any, session: Session
+) -> None:
+    make_user(session, "ann@example.com")
+    bob = make_user(session, "bob@example.com")
+    session.commit()
+    client.post("/auth/login", data={"email": "bob@example.com", "password": PASSWORD})
+    _ask(client, "ann@example.com")
+    _open_link(client, _link(session))
+    assert _set(client, NEW_PASSWORD).status_code == 303
+    session.expire_all()
+    rows = session.scalars(select(UserSession).where(UserSession.user_id == bob.id)).all()
+    assert [r.revoked_reason for r in rows] == ["sign_out"]

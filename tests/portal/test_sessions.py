@@ -29,6 +29,13 @@ def _signed_in(app: Flask, email: str) -> Any:
     return client
 
 
+def _student(app: Flask, session: Session, email: str = "ann@example.com") -> Any:
+    """A signed-in client of a student with an active provision (progress.json answers 200)."""
+    make_provision(session, make_user(session, email), status="active")
+    session.commit()
+    return _signed_in(app, email)
+
+
 def _replay(app: Flask, cookie: str) -> Any:
     """A fresh client (same user agent and address) carrying only the captured cookie."""
     client = app.test_client()
@@ -115,9 +122,7 @@ def test_sign_out_everywhere_ends_every_session_of_that_user_only(
 def test_the_infra_command_signs_a_user_out_everywhere(
     app: Flask, session: Session, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    make_provision(session, make_user(session, "ann@example.com"), status="active")
-    session.commit()
-    client = _signed_in(app, "ann@example.com")
+    client = _student(app, session)
     monkeypatch.setattr(cli, "get_settings", lambda: app.extensions["settings"])
     cli.main(["revoke-sessions", "--email", "ANN@example.com"])
     assert "sessions ended for ann@example.com: 1" in capsys.readouterr().out
@@ -130,9 +135,7 @@ def test_the_infra_command_signs_a_user_out_everywhere(
 def test_a_new_password_from_the_infra_command_ends_the_old_sessions(
     app: Flask, session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_provision(session, make_user(session, "ann@example.com"), status="active")
-    session.commit()
-    client = _signed_in(app, "ann@example.com")
+    client = _student(app, session)
     monkeypatch.setattr(cli, "get_settings", lambda: app.extensions["settings"])
     monkeypatch.setenv("NEW_PW", "a-brand-new-long-password")
     cli.main(["create-student", "--email", "ann@example.com", "--password-env", "NEW_PW"])
@@ -148,9 +151,7 @@ def _age(session: Session, client: Any, **ago: timedelta) -> None:
 
 
 def test_an_idle_session_ends_after_the_idle_lifetime(app: Flask, session: Session) -> None:
-    make_provision(session, make_user(session, "ann@example.com"), status="active")
-    session.commit()
-    client = _signed_in(app, "ann@example.com")
+    client = _student(app, session)
     idle = timedelta(seconds=app.config["SESSION_IDLE_S"])
     assert idle == timedelta(hours=2)  # the default
     _age(
@@ -166,9 +167,7 @@ def test_an_idle_session_ends_after_the_idle_lifetime(app: Flask, session: Sessi
 
 
 def test_a_busy_session_still_ends_at_the_absolute_lifetime(app: Flask, session: Session) -> None:
-    make_provision(session, make_user(session, "ann@example.com"), status="active")
-    session.commit()
-    client = _signed_in(app, "ann@example.com")
+    client = _student(app, session)
     absolute = timedelta(seconds=app.config["SESSION_ABSOLUTE_S"])
     assert absolute == timedelta(hours=12)  # the default
     _age(session, client, created_at=absolute - timedelta(seconds=30))
@@ -180,17 +179,13 @@ def test_a_busy_session_still_ends_at_the_absolute_lifetime(app: Flask, session:
 
 def test_lifetimes_are_settings(app_factory: Any, session: Session) -> None:
     app = app_factory(SESSION_IDLE_S=120, SESSION_ABSOLUTE_S=600)
-    make_provision(session, make_user(session, "ann@example.com"), status="active")
-    session.commit()
-    client = _signed_in(app, "ann@example.com")
+    client = _student(app, session)
     _age(session, client, last_seen_at=timedelta(seconds=121))
     _refused(client)
 
 
 def test_last_seen_is_written_at_most_once_a_minute(app: Flask, session: Session) -> None:
-    make_provision(session, make_user(session, "ann@example.com"), status="active")
-    session.commit()
-    client = _signed_in(app, "ann@example.com")
+    client = _student(app, session)
     _age(session, client, last_seen_at=timedelta(seconds=50))
     before = _row(session, client).last_seen_at
     for _ in range(5):
