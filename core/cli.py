@@ -18,6 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import migrate
+from core.accounts import revoke_sessions
+from core.crud import get_user_by_email
+from core.crud import normalize_email
 from core.crud import seed_default_tiers
 from core.crud import upsert_user
 from core.crypto import SecretBox
@@ -78,13 +81,13 @@ def cmd_setup(settings: Settings, args: argparse.Namespace) -> None:
 def _create_user(settings: Settings, args: argparse.Namespace, role: Role) -> None:
     try:
         with _session(settings) as session:
+            password = _password(args)
             user, created = upsert_user(
-                session=session,
-                email=args.email,
-                password=_password(args),
-                role=role,
-                name=args.name,
+                session=session, email=args.email, password=password, role=role, name=args.name
             )
+            if password is not None and not created:
+                # A new password ends every session signed in with the old one.
+                revoke_sessions(session, user.id, "password_change")
             email = user.email
     except (WeakPasswordError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -99,6 +102,17 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_create_student(settings: Settings, args: argparse.Namespace) -> None:
     """Create a student, or update an existing one."""
     _create_user(settings, args, Role.STUDENT)
+
+
+def cmd_revoke_sessions(settings: Settings, args: argparse.Namespace) -> None:
+    """Sign a user out everywhere: every live session of the account ends at its next request."""
+    with _session(settings) as session:
+        user = get_user_by_email(session=session, email=args.email)
+        if user is None:
+            raise SystemExit(f"error: no user {normalize_email(args.email)}")
+        ended = revoke_sessions(session, user.id, "cli")
+        email = user.email
+    _say(f"sessions ended for {email}: {ended}")
 
 
 def cmd_rotate_data_keys(settings: Settings, _args: argparse.Namespace) -> None:
@@ -151,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         user.add_argument("--password", help="visible in the process list; prefer --password-env")
         user.add_argument("--password-env", help="read the password from this environment variable")
         user.set_defaults(func=func)
+    revoke = sub.add_parser("revoke-sessions", help=cmd_revoke_sessions.__doc__)
+    revoke.add_argument("--email", required=True)
+    revoke.set_defaults(func=cmd_revoke_sessions)
     sub.add_parser("rotate-data-keys", help=cmd_rotate_data_keys.__doc__).set_defaults(
         func=cmd_rotate_data_keys
     )

@@ -584,3 +584,53 @@ class OutboxMessage(Base):
     # The effect's own id (a flow run id, a refund id), for the admin page and the watchdog.
     result: Mapped[str | None] = mapped_column(String(255))
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# Accounts (issue 15): server-side sessions and single-use password tokens.
+
+
+class UserSession(Base):
+    """A signed-in session: the cookie carries a random token, this row its SHA-256 (the id).
+
+    Every request checks the row, so revoking it (sign-out, password change, "sign out
+    everywhere") or outliving the idle/absolute lifetimes ends the session wherever the cookie is.
+    """
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (Index("ix_user_sessions_user_id", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Written at most once a minute per session (portal/auth/sessions.py): cheap on polling pages.
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Why it ended: sign_out, password_reset, admin, cli, idle, absolute.
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class TokenPurpose(StrEnum):
+    RESET = "reset"  # "forgot password?" link
+    INVITE = "invite"  # first password of an invited student
+
+
+class PasswordToken(Base):
+    """A single-use, expiring link to set a password; only the token's SHA-256 is stored."""
+
+    __tablename__ = "password_tokens"
+    __table_args__ = (
+        CheckConstraint(_in("purpose", TokenPurpose), name="purpose"),
+        Index("ix_password_tokens_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The client address that asked for it (kept for the audit of resets).
+    requested_ip: Mapped[str | None] = mapped_column(String(64))

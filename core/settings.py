@@ -19,6 +19,9 @@ from pydantic import model_validator
 from pydantic_settings import BaseSettings
 from pydantic_settings import SettingsConfigDict
 
+from core.passwords import PASSWORD_HASH_METHOD
+from core.passwords import TEST_PASSWORD_HASH_METHOD
+
 REAL_ZAPMAIL_URL = "https://api.zapmail.ai/api"
 REAL_PLUSVIBE_URL = "https://api.plusvibe.ai/api/v1"
 REAL_HEYREACH_URL = "https://api.heyreach.io/api/public"
@@ -138,6 +141,16 @@ class Settings(BaseSettings):
     smtp_from: str = "Outbound Bootcamp <no-reply@outbound.example>"
     smtp_starttls: bool = True
 
+    # Accounts. A signed-in session ends after this long without a request (idle) and this long
+    # after sign-in whatever happens (absolute); both are checked on the server at every request.
+    session_idle_s: float = Field(default=2 * 3600.0, ge=60)
+    session_absolute_s: float = Field(default=12 * 3600.0, ge=60)
+    # A password-reset link works once, for this long.
+    password_reset_ttl_s: float = Field(default=3600.0, ge=60)
+    # werkzeug's method string for new password hashes; empty = the default for the environment
+    # (see _fill_defaults). Hashes made with other parameters are upgraded at sign-in.
+    password_hash_method: str = ""
+
     @field_validator("database_url")
     @classmethod
     def _name_the_driver(cls, url: str) -> str:
@@ -147,12 +160,24 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + url.removeprefix(prefix)
         return url
 
+    @field_validator("password_hash_method")
+    @classmethod
+    def _known_hash_method(cls, method: str) -> str:
+        if method and not method.startswith(("scrypt", "pbkdf2")):
+            raise ValueError("APP_PASSWORD_HASH_METHOD must be a werkzeug scrypt or pbkdf2 method")
+        return method
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> Self:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.instance_dir.resolve() / 'app.db'}"
         if self.lock_dir is None:
             self.lock_dir = self.instance_dir / "locks"
+        if not self.password_hash_method:
+            # tests/portal/helpers.py hashes with the same cheap parameters (no upgrade per test).
+            self.password_hash_method = (
+                TEST_PASSWORD_HASH_METHOD if self.env == "test" else PASSWORD_HASH_METHOD
+            )
         if self.env == "prod":
             self._fill_real_vendor_defaults()
             self._refuse_dev_secrets()
@@ -213,6 +238,8 @@ class Settings(BaseSettings):
             raise ValueError("APP_SECRET_KEY must be at least 32 characters in prod")
         if self.database_url.startswith("sqlite"):
             raise ValueError("APP_DATABASE_URL must point at PostgreSQL in prod")
+        if self.password_hash_method == TEST_PASSWORD_HASH_METHOD:
+            raise ValueError("APP_PASSWORD_HASH_METHOD holds the tests' cheap parameters")
         if not self.smtp_host:
             # Without a host emails go to the local outbox, which nobody reads in production.
             raise ValueError("APP_SMTP_HOST must be set when APP_ENV=prod")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field
 from functools import wraps
 from typing import Any
 from typing import TypeVar
@@ -19,12 +20,8 @@ from flask_login import LoginManager
 from flask_login import UserMixin
 from flask_login import current_user
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import bindparam
-from sqlalchemy import select
 
 from core.models import Role
-from core.models import User
-from portal.db import get_db
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
@@ -40,6 +37,8 @@ class PortalUser(UserMixin):  # type: ignore[misc]
     email: str
     name: str
     role: str
+    # The random token of this sign-in's server-side session (portal/auth/sessions.py).
+    session_token: str = field(default="", repr=False, compare=False)
 
     @property
     def is_admin(self) -> bool:
@@ -52,28 +51,8 @@ class PortalUser(UserMixin):  # type: ignore[misc]
         return self.role == Role.STUDENT.value
 
     def get_id(self) -> str:
-        """The value flask-login keeps in the session."""
-        return str(self.id)
-
-
-# Every signed-in request runs this query (progress.json every 3 s per open page): built once, on
-# the table rather than the entity, so a request pays for neither building it nor the ORM layer.
-_users = User.__table__
-USER_QUERY = select(_users.c.id, _users.c.email, _users.c.name, _users.c.role).where(
-    _users.c.id == bindparam("user_id"), _users.c.is_active.is_(True)
-)
-
-
-def load_user(user_id: str) -> PortalUser | None:
-    """Load the session's user by id (one primary-key query); disabled users are signed out."""
-    try:
-        key = int(user_id)
-    except ValueError:
-        return None
-    row = get_db().connection().execute(USER_QUERY, {"user_id": key}).first()
-    if row is None:
-        return None
-    return PortalUser(row.id, row.email, row.name, row.role)
+        """What flask-login keeps in the cookie: the session token, never the user id."""
+        return self.session_token
 
 
 def wants_json() -> bool:
@@ -98,7 +77,8 @@ def unauthorized() -> ResponseReturnValue:
 def init_app(app: Flask) -> None:
     """Configure flask-login and CSRF protection for ``app``."""
     login_manager.init_app(app)
-    login_manager.user_loader(load_user)
+    # The user loader belongs to the auth blueprint: it checks the server-side session
+    # (portal/auth/sessions.py) and is registered with the blueprint.
     login_manager.unauthorized_handler(unauthorized)
     login_manager.login_view = "auth.login"
     # "strong": a session copied to another client (different IP/agent hash) is dropped.

@@ -1,9 +1,9 @@
-"""Sign in (throttled, session regenerated, safe ``next``) and sign out."""
+"""Sign in (throttled, session regenerated, safe ``next``, hash upgraded) and sign out."""
 
 from __future__ import annotations
 
+from flask import current_app
 from flask import flash
-from flask import make_response
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -16,9 +16,14 @@ from flask_login import logout_user
 
 from core.crud import get_user_by_email
 from core.crud import normalize_email
+from core.passwords import needs_rehash
+from core.passwords import rehash_password
 from core.passwords import verify_password
 from portal.auth import bp
 from portal.auth.forms import LoginForm
+from portal.auth.sessions import end_session
+from portal.auth.sessions import start_session
+from portal.auth.throttle import too_many
 from portal.db import get_db
 from portal.extensions import PortalUser
 from portal.security import clear_failed_logins
@@ -50,24 +55,25 @@ def login() -> ResponseReturnValue:
     ip = client_ip()
     throttle = login_throttle(db, email=email, ip=ip)
     if throttle.blocked:
-        message = (
-            f"Too many failed sign-ins. Try again in {throttle.minutes} "
-            f"minute{'s' if throttle.minutes != 1 else ''}."
-        )
-        response = make_response(render_template("auth/login.html", form=form, error=message), 429)
-        response.headers["Retry-After"] = str(throttle.retry_after_s)
-        return response
+        return too_many("auth/login.html", throttle, "failed sign-ins", form=form)
     user = get_user_by_email(session=db, email=email)
+    password = form.password.data or ""
+    method = current_app.config["PASSWORD_HASH_METHOD"]
     # verify_password(None, ...) costs the same as a real check: no user enumeration by timing.
-    ok = verify_password(user.password_hash if user else None, form.password.data or "")
+    ok = verify_password(user.password_hash if user else None, password, method=method)
     if not ok or user is None or not user.is_active:
         record_failed_login(db, email=email, ip=ip)
         db.commit()
         return render_template("auth/login.html", form=form, error="Wrong email or password."), 401
     clear_failed_logins(db, email=email)
-    db.commit()
-    portal_user = PortalUser(user.id, user.email, user.name, user.role)
+    if needs_rehash(user.password_hash, method=method):
+        # Hashed with older parameters: the plaintext is at hand only now, so upgrade it now.
+        user.password_hash = rehash_password(password, method=method)
+    if current_user.is_authenticated:
+        end_session(db, current_user.session_token, "signed_in_again")
     regenerate_session()
+    portal_user = start_session(db, user)
+    db.commit()
     login_user(portal_user)
     return redirect(safe_next(form.next.data) or landing_url(portal_user))
 
@@ -75,7 +81,10 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 @login_required
 def logout() -> ResponseReturnValue:
-    """Sign out and forget the session."""
+    """Sign out: the server ends this session, so a copy of the cookie stops working too."""
+    db = get_db()
+    end_session(db, current_user.session_token, "sign_out")
+    db.commit()
     logout_user()
     regenerate_session()
     flash("You are signed out.", "info")

@@ -78,7 +78,7 @@ def test_create_admin_is_idempotent_and_updates_the_password(
 
 def test_weak_password_is_refused_and_nothing_is_written(cli_settings: Settings) -> None:
     cli.main(["setup"])
-    with pytest.raises(SystemExit, match="at least 10 characters"):
+    with pytest.raises(SystemExit, match="at least 12 characters"):
         cli.main(["create-student", "--email", "s@example.com", "--password", "short"])
     assert count(cli_settings, User) == 0
 

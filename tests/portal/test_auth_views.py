@@ -1,4 +1,4 @@
-"""Sign in and out: passwords, session regeneration, safe ``next``, throttling, CSRF."""
+"""Sign in and out: passwords, session regeneration, safe ``next``, throttling, CSRF, hashes."""
 
 from __future__ import annotations
 
@@ -9,9 +9,23 @@ from flask import Flask
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.security import generate_password_hash
 
 from core.models import LoginAttempt
 from core.models import Role
+from core.models import User
+from core.passwords import MIN_PASSWORD_LENGTH
+from core.passwords import PASSWORD_HASH_METHOD
+from core.passwords import TEST_PASSWORD_HASH_METHOD
+from core.passwords import WeakPasswordError
+from core.passwords import hash_password
+from core.passwords import needs_rehash
+from core.passwords import verify_password
+from core.settings import Settings
+from portal.auth.policy import common_passwords
+from portal.auth.policy import password_problem
+from tests.core.test_settings import prod
+from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_user
 
 
@@ -167,3 +181,62 @@ def test_forms_need_a_csrf_token(app_factory: Any, session: Session) -> None:
     )
     assert response.status_code == 400
     assert "form expired" in response.get_data(as_text=True)
+
+
+def test_an_outdated_hash_is_upgraded_at_sign_in(app_factory: Any, session: Session) -> None:
+    app = app_factory(PASSWORD_HASH_METHOD="scrypt:2048:8:1")
+    user = make_user(session, "ann@example.com")  # hashed with scrypt:1024:8:1
+    session.commit()
+    client = app.test_client()
+    wrong = client.post("/auth/login", data={"email": "ann@example.com", "password": "nope-nope"})
+    assert wrong.status_code == 401
+    session.expire_all()
+    assert session.get(User, user.id).password_hash.startswith("scrypt:1024:8:1$")
+    assert (
+        client.post("/auth/login", data={"email": user.email, "password": PASSWORD}).status_code
+        == 302
+    )
+    session.expire_all()
+    upgraded = session.get(User, user.id).password_hash
+    assert upgraded.startswith("scrypt:2048:8:1$")
+    assert verify_password(upgraded, PASSWORD)
+    # Already current: the next sign-in leaves it alone.
+    app.test_client().post("/auth/login", data={"email": user.email, "password": PASSWORD})
+    session.expire_all()
+    assert session.get(User, user.id).password_hash == upgraded
+
+
+def test_hash_parameters_follow_current_guidance_outside_tests() -> None:
+    dev = Settings(env="dev", _env_file=None)
+    assert dev.password_hash_method == PASSWORD_HASH_METHOD == "scrypt:32768:8:3"
+    assert needs_rehash(generate_password_hash("x" * 12), method=dev.password_hash_method)
+    assert not needs_rehash(
+        generate_password_hash("x" * 12, method="scrypt:32768:8:3"), method="scrypt:32768:8:3"
+    )
+    with pytest.raises(ValueError, match="cheap parameters"):
+        prod(password_hash_method=TEST_PASSWORD_HASH_METHOD)
+    with pytest.raises(ValueError, match="scrypt or pbkdf2"):
+        Settings(env="dev", password_hash_method="md5", _env_file=None)
+
+
+@pytest.mark.parametrize(
+    "password", ["password", "123456789012", "qwertyuiopas", "QwertyUiopAs", "iloveyou1234"]
+)
+def test_common_passwords_are_refused(password: str) -> None:
+    assert password_problem(password, email="ann@example.com") is not None
+
+
+def test_the_common_list_is_about_a_thousand_long_and_the_policy_accepts_a_fine_password() -> None:
+    assert 900 <= len(common_passwords()) <= 1500
+    assert password_problem("plum-kettle-orbit-9", email="ann@example.com") is None
+    assert "12 characters" in (password_problem("eleven-char", email="a@b.c") or "")
+    assert "email" in (password_problem("annannannann@x.io", email="annannannann@x.io") or "")
+    assert MIN_PASSWORD_LENGTH == 12
+    with pytest.raises(WeakPasswordError):
+        hash_password("eleven-char")
+
+
+@pytest.mark.parametrize("path", ["/auth/login", "/auth/forgot"])
+def test_an_address_with_control_characters_is_a_400_not_a_500(client: Any, path: str) -> None:
+    response = client.post(path, data={"email": "a\x00b@example.com", "password": "x" * 12})
+    assert response.status_code == 400

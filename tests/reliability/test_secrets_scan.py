@@ -92,11 +92,14 @@ def test_no_secret_in_plaintext_after_a_paid_provisioning_and_the_whole_suite(
     email = pipeline.session.get(User, row.user_id).email
     client.post("/auth/login", data={"email": email, "password": PASSWORD})
     revealed = client.post("/dashboard/plusvibe-password").get_data(as_text=True)
+    with client.session_transaction() as cookie:
+        session_token = cookie["_user_id"]  # the DB keeps only its SHA-256
     app.extensions["portal_db"].dispose()
 
     secrets = {
         "plusvibe client password": password.get_secret_value(),
         "student sign-in password": PASSWORD,
+        "student session token": session_token,
         "app secret key": DEV_SECRET_KEY,
         "app data key": DEV_DATA_KEY,
         **{f"{name} key": value for name, value in SANDBOX_KEYS.items()},

@@ -43,6 +43,7 @@ ALLOWED_SOURCES = {"'self'", "'none'", "data:"}
 # A plausible body per form, so that only the missing token can be the reason for a refusal.
 FORM_DATA: dict[str, dict[str, str]] = {
     "auth.login": {"email": "a@example.com", "password": PASSWORD},
+    "auth.forgot_password": {"email": "a@example.com"},
     "wizard.package": {"tier_id": "1"},
     "wizard.domains": {"action": "search", "brand": "csrfco"},
     "wizard.mailboxes": {"first_name": "Ann", "last_name": "Lee", "action": "continue"},
