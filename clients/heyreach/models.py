@@ -39,10 +39,10 @@ class HeyReachList(HeyReachModel):
 
 
 class ListPage(HeyReachModel):
-    """One ``{totalCount, items}`` page of ``list/GetAll``."""
+    """One ``{totalCount, items}`` page of ``list/GetAll`` (``items`` required: see zapmail Page)."""
 
     total_count: Count = None
-    items: list[HeyReachList] = Field(default_factory=list)
+    items: list[HeyReachList]
 
 
 class ListLead(HeyReachModel):
@@ -63,7 +63,7 @@ class LeadPage(HeyReachModel):
     """One ``{totalCount, items}`` page of ``list/GetLeadsFromList``."""
 
     total_count: Count = None
-    items: list[ListLead] = Field(default_factory=list)
+    items: list[ListLead]
 
 
 class CustomUserField(BaseModel):

@@ -39,7 +39,11 @@ class _WriteModel(BaseModel):
 
 
 class Page(ZapmailModel):
-    """Pagination fields of a v2 list ``data`` object."""
+    """Pagination fields of a v2 list ``data`` object.
+
+    Each page's rows field is required: a 2xx without it is an answer we cannot read, and a
+    listing that proves absence (nothing bought, no workspace yet) must never read it as empty.
+    """
 
     current_page: Count = None
     next_page: Count = None
@@ -61,7 +65,7 @@ class WorkspacePage(Page):
     """``GET /v2/workspaces``: the active workspace plus one page of the *other* workspaces."""
 
     current_workspace: Workspace | None = None
-    workspaces: list[Workspace] = Field(default_factory=list)
+    workspaces: list[Workspace]
     total_workspaces_count: Count = None
 
 
@@ -121,7 +125,7 @@ class DomainAvailability(ZapmailModel):
 class AvailabilityResult(ZapmailModel):
     """``data`` of ``available-bulk``."""
 
-    domains: list[DomainAvailability] = Field(default_factory=list)
+    domains: list[DomainAvailability]
     total: Count = None
     available: Count = None
     unavailable: Count = None
@@ -203,7 +207,7 @@ class Domain(ZapmailModel):
 class DomainPage(Page):
     """``data`` of ``GET /v2/domains``."""
 
-    domains: list[Domain] = Field(default_factory=list)
+    domains: list[Domain]
 
 
 class MailboxDomain(ZapmailModel):
@@ -224,7 +228,7 @@ class MailboxPage(Page):
     available_mailboxes: Count = None
     """Purchased slots still free for new mailboxes."""
     scheduled_mailboxes: Count = None
-    domains: list[MailboxDomain] = Field(default_factory=list)
+    domains: list[MailboxDomain]
 
 
 class MailboxSpec(_WriteModel):

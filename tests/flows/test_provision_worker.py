@@ -134,6 +134,7 @@ def test_worker_killed_after_the_charge_then_retried_pays_once(
     wait_for(
         lambda: settled_state(run_id, quiet_s=3.0) == StateType.CRASHED, timeout_s=90, what="crash"
     )
+
     # The crash hook mirrored it: the student sees the failure and the step it happened in. The
     # worker runs the hook after it has reported the state, so the mirror may lag the state.
     def mirrored() -> bool:

@@ -95,6 +95,15 @@ def test_heyreach_iter_lists_stops_on_empty_page(hr, fake, reply):
     assert len(fake.requests) == 2
 
 
+@pytest.mark.parametrize("body", [{"totalCount": 0}, {"errorMessage": "ok"}, {}, "null"])
+def test_heyreach_a_list_page_without_items_is_unreadable_not_empty(hr, fake, reply, body):
+    # find_list_by_name decides whether to create the student's list: "no rows" would make a
+    # second one.
+    fake.on("POST", "/list/GetAll", reply(200, body))
+    with pytest.raises(HeyReachResponseValidationError):
+        hr.find_list_by_name("student-42 leads")
+
+
 def test_heyreach_get_list(hr, fake, canned, reply):
     fake.on("GET", "/list/GetById", reply(200, canned("heyreach", "list_created")))
     assert hr.get_list(412345).name == "student-42 leads"

@@ -276,7 +276,15 @@ def test_plusvibe_400(pv, fake, canned, reply):
 
 @pytest.mark.parametrize(
     "body",
-    ["not json at all", {"accounts": [{"id": "a"}]}, {"accounts": [{"email": "x@y.z"}]}],
+    [
+        "not json at all",
+        {"accounts": [{"id": "a"}]},
+        {"accounts": [{"email": "x@y.z"}]},
+        # A 2xx without the rows is unreadable, never "no accounts" (exports are decided by it).
+        {"status": "success", "message": "ok"},
+        {"data": {"message": "ok"}},
+        {},
+    ],
 )
 def test_plusvibe_malformed_account_list(pv, fake, reply, body):
     fake.on("GET", "/account/list", reply(200, body))

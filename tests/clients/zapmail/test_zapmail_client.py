@@ -246,6 +246,36 @@ def test_zapmail_iter_domains_stops_on_an_empty_page_without_total(zm, fake, rep
     assert len(fake.requests) == 2
 
 
+# A listing proves absence (the purchase protocol, the workspace lookup): a 2xx without its rows
+# is an answer we cannot read, never "nothing there". Found by the purchase state machine: a
+# 200 carrying an error body on GET /v2/domains made a bought domain look "taken by another".
+UNREADABLE_LISTS = [
+    {"status": 200, "message": "Injected fault"},
+    {"data": {"message": "ok"}},
+    {"data": None},
+    "null",
+    {"message": "ok"},
+]
+
+
+@pytest.mark.parametrize("body", UNREADABLE_LISTS)
+@pytest.mark.parametrize(
+    ("method", "path", "call"),
+    [
+        ("GET", "/v2/domains", lambda zm: list(zm.iter_domains())),
+        ("GET", "/v2/mailboxes/list", lambda zm: list(zm.iter_mailboxes())),
+        ("GET", "/v2/workspaces", lambda zm: zm.list_workspaces()),
+        ("POST", "/v2/domains/available-bulk", lambda zm: zm.check_availability(["a.com"])),
+    ],
+)
+def test_zapmail_a_listing_without_its_rows_is_unreadable_not_empty(
+    zm, fake, reply, body, method, path, call
+):
+    fake.on(method, path, reply(200, body))
+    with pytest.raises(ZapmailResponseValidationError):
+        call(zm)
+
+
 def test_zapmail_find_domain_matches_exactly(zm, fake, canned, reply):
     fake.on(
         "GET",
