@@ -24,10 +24,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from clients.zapmail import ZapmailResponseValidationError
 from core.models import Domain
 from core.models import DomainCheck
 from core.models import Provision
 from core.models import PurchaseAttempt
+from core.models import PurchaseState
 from core.settings import Settings
 from tasks import purchase
 from tasks import runtime
@@ -176,6 +178,33 @@ def test_an_answer_after_the_charge_is_reconciled_never_bought_again(
     attempts = money.attempts(provision_id)
     # One buy call: its answer was unknown, the listing proved the purchase.
     assert [a.outcome for a in attempts] == ["unknown"] * len(names)
+
+
+@pytest.mark.parametrize("body", [None, '{"message": "ok"}', '{"data": {}}'])
+def test_a_listing_that_answers_without_rows_never_turns_a_charge_into_taken(
+    money: Money, body: str | None
+) -> None:
+    """Found by the purchase state machine: the buy's answer is lost, then the listing that
+    should prove it answers 200 with no rows; the domain was marked "taken by someone else"."""
+    provision_id, names = money.provision("listingrows")
+    money.sandbox.add_fault(vendor="zapmail", method="POST", path=BUY, **AFTER_EFFECT["500"])
+    fault = {"kind": "after_effect", "status": 200} | ({} if body is None else {"body": body})
+    money.sandbox.add_fault(vendor="zapmail", method="GET", path="/v2/domains", **fault)
+
+    # The run stops on an answer it cannot read, deciding nothing about the charge.
+    with pytest.raises(ZapmailResponseValidationError):
+        money.buy(provision_id, names)
+    money.session.expire_all()
+    states = money.session.scalars(
+        select(Domain.purchase_state).where(Domain.provision_id == provision_id)
+    ).all()
+    assert (
+        PurchaseState.ABANDONED.value not in states and PurchaseState.PURCHASED.value not in states
+    )
+    # The retry, once the listing answers properly, finds the purchase: charged once, not again.
+    money.sandbox.clear_faults()
+    money.buy(provision_id, names)
+    assert_bought_once(money, provision_id, names)
 
 
 @pytest.mark.parametrize("cell", list(REFUSED))
