@@ -166,13 +166,13 @@ class Provision(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    # Portal (issue 5): the Stripe subscription as last applied, to ignore out-of-order events,
+    # The Stripe subscription as last applied, to ignore out-of-order events,
     # and the HeyReach lead count the dashboard shows (written by the refresh flow).
     subscription_status: Mapped[str | None] = mapped_column(String(32))
     stripe_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     heyreach_lead_count: Mapped[int | None] = mapped_column(Integer)
 
-    # Money integrity (issue 13). Each run claim bumps the epoch; a mutating task whose epoch is
+    # Run fencing: each run claim bumps the epoch; a mutating task whose epoch is
     # no longer current (a zombie of an older run) stops before touching a vendor.
     run_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Each cancellation request gets its own run (a retry after a failed run really redoes it).
@@ -355,8 +355,8 @@ class Upgrade(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    # Portal (issue 5): an upgrade is paid by two invoices, the prorated subscription change and
-    # the extra setup fee (a separate invoice, see docs/stripe.md 3.2); it starts once both are.
+    # An upgrade is paid by two invoices, the prorated subscription change and the extra setup
+    # fee (a separate invoice: Stripe bills one-off items apart); it starts once both are.
     stripe_proration_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     proration_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     fee_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -416,7 +416,7 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-# Portal (issue 5): wizard drafts and the availability-check budget.
+# Wizard drafts and the availability-check budget.
 
 
 class WizardDraft(Base):
@@ -473,7 +473,7 @@ class PendingCheck(Base):
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-# Money and order integrity (issue 13): the purchase-attempt ledger, order snapshots, the outbox.
+# Money and order integrity: the purchase-attempt ledger, order snapshots, the outbox.
 
 
 class AttemptOutcome(StrEnum):
@@ -586,7 +586,7 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-# Accounts (issue 15): server-side sessions and single-use password tokens.
+# Accounts: server-side sessions and single-use password tokens.
 
 
 class UserSession(Base):

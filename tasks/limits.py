@@ -123,7 +123,7 @@ class ThrottledTransport(httpx.BaseTransport):
                 return response
             # A 429 of a request that spends nothing is safe to send again; absorbing it here
             # keeps rate limits from ever using up task retries. A purchase is never re-sent:
-            # nothing proves the vendor refused it before charging (issue 13).
+            # nothing proves the vendor refused it before charging.
             wait = _retry_after(response) or min(2.0**attempt, 30.0)
             response.read()
             response.close()
