@@ -155,6 +155,27 @@ def _stalled(run_id: str | None, since: datetime | None, now: datetime) -> str |
     return kind.lower()
 
 
+_DEPLOYMENT_OF = {"provision": outbox.PROVISION_DEPLOYMENT, "upgrade": outbox.UPGRADE_DEPLOYMENT}
+
+
+def _candidate(
+    session: Any,
+    pending: set[tuple[str, int]],
+    kind: str,
+    target_id: int,
+    run_id: str | None,
+    paid_at: datetime | None,
+) -> tuple[str, int, str | None, datetime | None] | None:
+    """(kind, id, run to judge, since when) for one paid order, or None if its start is queued."""
+    parameter = f"{kind}_id"
+    if (parameter, target_id) in pending:
+        return None
+    sent_at = None
+    if run_id is None:
+        run_id, sent_at = _last_sent_run(session, parameter, target_id, _DEPLOYMENT_OF[kind])
+    return kind, target_id, run_id, sent_at or paid_at
+
+
 @task(name="find-stalled-orders", **vendor_task_options(None, retries=0))
 def find_stalled(limit: int = 200) -> list[dict[str, Any]]:
     """Paid orders with no live run, no start queued and no vendor wait: what to restart."""
@@ -172,16 +193,10 @@ def find_stalled(limit: int = 200) -> list[dict[str, Any]]:
             .order_by(Provision.id)
             .limit(limit)
         ).all()
-        candidates = []
-        for p in provisions:
-            if ("provision_id", p.id) in pending:
-                continue
-            run_id, sent_at = p.current_flow_run_id, None
-            if run_id is None:
-                run_id, sent_at = _last_sent_run(
-                    session, "provision_id", p.id, outbox.PROVISION_DEPLOYMENT
-                )
-            candidates.append(("provision", p.id, run_id, sent_at or p.paid_at))
+        candidates = [
+            _candidate(session, pending, "provision", p.id, p.current_flow_run_id, p.paid_at)
+            for p in provisions
+        ]
         upgrades = session.scalars(
             select(Upgrade)
             .join(Provision, Provision.id == Upgrade.provision_id)
@@ -193,17 +208,12 @@ def find_stalled(limit: int = 200) -> list[dict[str, Any]]:
             .order_by(Upgrade.id)
             .limit(limit)
         ).all()
-        for u in upgrades:
-            if ("upgrade_id", u.id) in pending:
-                continue
-            run_id, sent_at = u.flow_run_id, None
-            if run_id is None:
-                run_id, sent_at = _last_sent_run(
-                    session, "upgrade_id", u.id, outbox.UPGRADE_DEPLOYMENT
-                )
-            candidates.append(("upgrade", u.id, run_id, sent_at or u.paid_at))
+        candidates += [
+            _candidate(session, pending, "upgrade", u.id, u.flow_run_id, u.paid_at)
+            for u in upgrades
+        ]
     # Prefect is asked outside the DB session: nothing is held open across those calls.
-    for kind, target_id, run_id, since in candidates:
+    for kind, target_id, run_id, since in filter(None, candidates):
         why = _stalled(run_id, since, now)
         if why is not None:
             found.append({"kind": kind, "id": target_id, "run_id": run_id, "why": why})

@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import stripe
@@ -139,8 +140,7 @@ def _read_truth(event: Any) -> Any:
                 return _OUR_ORDER_REFUND
             return charge
         if kind == "charge.dispute.closed":
-            charge = fulfilment.id_of(getattr(obj, "charge", None))
-            return _read_charge(charge) if charge else None
+            return _read_dispute(str(obj.id))
     except (BillingError, stripe.StripeError) as exc:
         raise _StripeUnavailableError(str(exc)) from exc
     return obj
@@ -156,6 +156,27 @@ def _refunded_by_us_for_an_unfulfilled_order(charge_id: str) -> bool:
     return bool(refunds) and all(
         fulfilment.metadata_of(refund).get("kind") == "order_not_fulfilled" for refund in refunds
     )
+
+
+@dataclass(frozen=True)
+class _ClosedDispute:
+    """A dispute as Stripe reports it now, with the charge it is about."""
+
+    status: str
+    charge: Any
+
+
+def _read_dispute(dispute_id: str) -> _ClosedDispute | None:
+    """Read the dispute and its charge from Stripe (its status decides; the body never does)."""
+    try:
+        dispute = billing.stripe_client().v1.disputes.retrieve(dispute_id)
+    except stripe.InvalidRequestError as exc:
+        if exc.code == "resource_missing":
+            return None
+        raise
+    charge_id = fulfilment.id_of(getattr(dispute, "charge", None))
+    charge = _read_charge(charge_id) if charge_id else None
+    return None if charge is None else _ClosedDispute(str(dispute.status or ""), charge)
 
 
 def _read_charge(charge_id: str) -> Any:
@@ -195,8 +216,8 @@ def _dispatch(db: Session, event: Any, truth: Any) -> str:
         return "dispute_recorded"
     if kind == "charge.dispute.closed":
         if truth is None:
-            return "unknown_charge"
-        return subscriptions.dispute_closed(db, str(getattr(obj, "status", "")), truth)
+            return "unknown_dispute"
+        return subscriptions.dispute_closed(db, truth.status, truth.charge)
     return "ignored"
 
 

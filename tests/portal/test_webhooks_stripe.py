@@ -719,29 +719,53 @@ def test_a_refund_the_refund_order_flow_made_never_cancels_the_order(
 def test_lost_dispute_cancels_the_order_an_open_one_is_recorded(
     prefect_app: Flask, session: Session, portal_sandbox: Any
 ) -> None:
-    """Issue 13: disputes were ignored. The charge is read from Stripe, not taken from the body."""
+    """Disputes come from the bank through Stripe; the dispute is read from Stripe, not the body."""
     client = prefect_app.test_client()
     feed = EventFeed(portal_sandbox)
     sid = _paid_checkout(client, session, portal_sandbox, "disputed")
     feed.deliver(client)
     provision = session.scalars(select(Provision)).one()
     charge = _charge_of(portal_sandbox, sid)
-    dispute = {
-        "id": "dp_1",
-        "object": "dispute",
-        "charge": charge["id"],
-        "status": "needs_response",
-    }
-    opened = post_event(client, event("charge.dispute.created", dispute))
-    assert opened.json["outcome"] == "dispute_recorded"
-    won = post_event(client, event("charge.dispute.closed", {**dispute, "status": "won"}))
-    assert won.json["outcome"] == "dispute_won_recorded"
-    assert _fresh(session, provision).status == "provisioning"
-    lost = post_event(client, event("charge.dispute.closed", {**dispute, "status": "lost"}))
-    assert str(lost.json["outcome"]).startswith("cancelled")
-    assert _fresh(session, provision).status == "cancelled"
-    # A dispute naming a charge Stripe does not know changes nothing.
-    ghost = {**dispute, "id": "dp_2", "charge": "ch_nobody", "status": "lost"}
-    assert post_event(client, event("charge.dispute.closed", ghost)).json["outcome"] == (
-        "unknown_charge"
+
+    dispute = portal_sandbox.control("POST", f"/stripe/charges/{charge['id']}/dispute", json={})
+    assert dispute.status_code == 200, dispute.text
+    outcomes = {r.json["outcome"] for r in feed.deliver(client)}
+    assert "dispute_recorded" in outcomes
+    # A forged "closed: lost" body, correctly signed, while Stripe says the dispute is open.
+    forged = {**dispute.json(), "status": "lost"}
+    assert post_event(client, event("charge.dispute.closed", forged)).json["outcome"] == (
+        "dispute_needs_response_recorded"
     )
+    assert _fresh(session, provision).status == "provisioning"
+
+    closed = portal_sandbox.control(
+        "POST", f"/stripe/disputes/{dispute.json()['id']}/close", json={"outcome": "lost"}
+    )
+    assert closed.status_code == 200, closed.text
+    outcomes = [r.json["outcome"] for r in feed.deliver(client)]
+    assert any(str(o).startswith("cancelled") for o in outcomes), outcomes
+    assert _fresh(session, provision).status == "cancelled"
+    # A dispute Stripe does not know changes nothing.
+    ghost = {**forged, "id": "dp_nobody"}
+    assert post_event(client, event("charge.dispute.closed", ghost)).json["outcome"] == (
+        "unknown_dispute"
+    )
+
+
+@pytest.mark.prefect
+def test_a_won_dispute_keeps_the_order(
+    prefect_app: Flask, session: Session, portal_sandbox: Any
+) -> None:
+    client = prefect_app.test_client()
+    feed = EventFeed(portal_sandbox)
+    sid = _paid_checkout(client, session, portal_sandbox, "disputewon")
+    feed.deliver(client)
+    provision = session.scalars(select(Provision)).one()
+    charge = _charge_of(portal_sandbox, sid)
+    dispute = portal_sandbox.control("POST", f"/stripe/charges/{charge['id']}/dispute", json={})
+    portal_sandbox.control(
+        "POST", f"/stripe/disputes/{dispute.json()['id']}/close", json={"outcome": "won"}
+    )
+    outcomes = [r.json["outcome"] for r in feed.deliver(client)]
+    assert "dispute_won_recorded" in outcomes, outcomes
+    assert _fresh(session, provision).status == "provisioning"

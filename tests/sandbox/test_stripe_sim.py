@@ -593,3 +593,26 @@ def test_month_arithmetic_clamps_to_month_end() -> None:
     assert add_interval(jan31, "month") == 1772236800  # 2026-02-28
     assert remaining_fraction(0, 100, 150) == 0.0 and remaining_fraction(0, 100, -5) == 1.0
     assert time.gmtime(add_interval(jan31, "year")).tm_year == 2027
+
+
+def test_a_dispute_opens_on_a_paid_charge_and_closes_once(sim, client, catalog, web) -> None:
+    session = new_session(client, catalog)
+    pay(web, session)
+    done = client.v1.checkout.sessions.retrieve(session.id, {"expand": ["invoice"]})
+    intent_id = done.invoice.payments.data[0].payment.payment_intent
+    charge_id = client.v1.payment_intents.retrieve(intent_id).latest_charge
+    refused = sim.control("POST", "/stripe/charges/ch_nobody/dispute", json={})
+    assert refused.status_code == 400
+
+    opened = sim.control("POST", f"/stripe/charges/{charge_id}/dispute", json={}).json()
+    assert (opened["status"], opened["charge"]) == ("needs_response", charge_id)
+    assert client.v1.charges.retrieve(charge_id).disputed is True
+    bad = sim.control("POST", f"/stripe/disputes/{opened['id']}/close", json={"outcome": "x"})
+    assert bad.status_code == 400
+    sim.control("POST", f"/stripe/disputes/{opened['id']}/close", json={"outcome": "lost"})
+    assert client.v1.disputes.retrieve(opened["id"]).status == "lost"
+    again = sim.control("POST", f"/stripe/disputes/{opened['id']}/close", json={"outcome": "won"})
+    assert again.status_code == 400
+    assert [e["item"] for e in sim.ledger(vendor="stripe", kind="dispute_lost")] == [opened["id"]]
+    kinds = [e["type"] for e in sim.control("GET", "/stripe/events").json()["events"]]
+    assert kinds.count("charge.dispute.created") == kinds.count("charge.dispute.closed") == 1

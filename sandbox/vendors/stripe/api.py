@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from sandbox.vendors.stripe import catalog
 from sandbox.vendors.stripe import checkout
+from sandbox.vendors.stripe import disputes
 from sandbox.vendors.stripe import events
 from sandbox.vendors.stripe import invoice_api
 from sandbox.vendors.stripe import payments
@@ -38,6 +39,7 @@ ENDPOINTS = (
     + updates.ROUTES
     + invoice_api.ROUTES
     + payments.ROUTES
+    + disputes.ROUTES
     + portal.ROUTES
     + events.ROUTES
 )

@@ -13,7 +13,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sandbox.vendors.stripe import checkout
+from sandbox.vendors.stripe import disputes
 from sandbox.vendors.stripe import subscriptions
+from sandbox.vendors.stripe.errors import StripeError
 from sandbox.vendors.stripe.store import State
 from sandbox.vendors.stripe.webhooks import Dispatcher
 
@@ -158,6 +160,28 @@ def build(state: State, dispatcher: Dispatcher) -> Starlette:
             "async_payment_outcome": state.async_payment_outcome,
         }
 
+    async def dispute(request: Request) -> dict[str, Any]:
+        """POST /charges/{id}/dispute {"reason"?}: the cardholder disputes the charge."""
+        body = await json_body(request, required=False)
+        try:
+            opened = disputes.open_dispute(
+                state, request.path_params["charge_id"], str(body.get("reason", "fraudulent"))
+            )
+        except StripeError as exc:
+            raise ControlError(exc.status, exc.message) from None
+        return state.render(opened)
+
+    async def close_dispute(request: Request) -> dict[str, Any]:
+        """POST /disputes/{id}/close {"outcome": won|lost}: the bank decides."""
+        body = await json_body(request)
+        try:
+            closed = disputes.close_dispute(
+                state, request.path_params["dispute_id"], str(body.get("outcome"))
+            )
+        except StripeError as exc:
+            raise ControlError(exc.status, exc.message) from None
+        return state.render(closed)
+
     routes = [
         ("/deliveries", deliveries, ["GET"]),
         ("/redeliver", redeliver, ["POST"]),
@@ -168,6 +192,8 @@ def build(state: State, dispatcher: Dispatcher) -> Starlette:
         ("/subscriptions/{sub_id}/advance", advance, ["POST"]),
         ("/fail_next_payment", fail_next_payment, ["POST"]),
         ("/settings", settings, ["GET", "POST"]),
+        ("/charges/{charge_id}/dispute", dispute, ["POST"]),
+        ("/disputes/{dispute_id}/close", close_dispute, ["POST"]),
     ]
     return Starlette(
         routes=[Route(path, _guard(state, fn), methods=methods) for path, fn, methods in routes]
