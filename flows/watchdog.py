@@ -3,7 +3,8 @@
 Every minute (deployment ``watchdog/every-minute``, never overlapping itself): send the outbox
 rows the portal left unsent, restart (or escalate) paid orders whose run ended without finishing
 them, cancel orders past the dunning grace period, and cancel the Stripe subscription of
-cancelled orders that still have one. See tasks/watchdog.py.
+cancelled orders that still have one. See tasks/watchdog.py, tasks/stalled_orders.py and
+tasks/billing_guard.py.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.watchdog import enforce_dunning
-from tasks.watchdog import find_stalled
-from tasks.watchdog import restart_or_escalate
+from tasks.billing_guard import enforce_dunning
+from tasks.billing_guard import stop_billing_cancelled
+from tasks.stalled_orders import find_stalled
+from tasks.stalled_orders import restart_or_escalate
 from tasks.watchdog import send_outbox
 from tasks.watchdog import settle_orphaned_purchases
-from tasks.watchdog import stop_billing_cancelled
 
 
 @flow(name="watchdog", flow_run_name="watchdog")

@@ -4,7 +4,7 @@ Subscription events mirror the subscription's status onto its provision (never s
 provisioning: only a paid checkout does, see portal/fulfilment.py), ignoring events older than
 the state already applied. ``unpaid`` and ``paused`` subscriptions start the dunning clock
 (``Provision.past_due_since``); the watchdog cancels the order once the grace period has passed
-(tasks/watchdog.py). Invoice events pay upgrades (two invoices each) and renewals. A full refund
+(tasks/billing_guard.py). Invoice events pay upgrades (two invoices each) and renewals. A full refund
 or a lost dispute cancels the order; the watchdog then cancels a subscription still billing.
 Nothing here calls Stripe or Prefect: runs are queued in the outbox and started after the commit.
 """

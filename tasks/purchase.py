@@ -20,15 +20,12 @@ charge, so the protocol is:
 5. A readable 2xx saying the wallet was short (an invoice, nothing registered) is listed once
    and resolved ``not_bought``; the run stops for good (wallet short) instead of looping.
 
-The ledger (``PurchaseAttempt``) and ``Domain.purchase_state`` move together in one transaction:
-``intent`` while an attempt is unresolved, ``purchased`` once one is ``bought``, back to
-``selected`` when all are ``not_bought``, ``abandoned`` when ``taken``.
+The attempt ledger and the domains' purchase states are kept by tasks/purchase_ledger.py.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
@@ -43,14 +40,13 @@ from clients.zapmail import ZapmailClient
 from core.db import utcnow
 from core.models import AttemptOutcome
 from core.models import AttemptResolution
-from core.models import Domain
 from core.models import DomainCheck
 from core.models import Provision
 from core.models import ProvisionStatus
 from core.models import PurchaseAttempt
 from core.models import PurchaseState
+from tasks import purchase_ledger as ledger
 from tasks import runtime
-from tasks.errors import AmbiguousPurchaseError
 from tasks.errors import PipelineError
 from tasks.errors import ProvisioningBlockedError
 from tasks.guards import ensure_current
@@ -80,12 +76,14 @@ def buy_domains(provision_id: int, names: Sequence[str], details: dict[str, Any]
     client = runtime.zapmail().for_workspace(workspace_id)
     fresh: dict[str, int] = {}  # name -> cents, from availability answers of this call only
     for _round in range(MAX_ROUNDS):
-        if _in_state(provision_id, names, PurchaseState.INTENT):
+        if ledger.in_state(provision_id, names, PurchaseState.INTENT):
             _reconcile(provision_id, client, names)
             fresh.update(
-                _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
+                _settle(
+                    provision_id, client, ledger.in_state(provision_id, names, PurchaseState.INTENT)
+                )
             )
-        todo = _in_state(provision_id, names, PurchaseState.SELECTED)
+        todo = ledger.in_state(provision_id, names, PurchaseState.SELECTED)
         if not todo:
             break
         _refuse_if_cancelled(provision_id)
@@ -98,22 +96,24 @@ def buy_domains(provision_id: int, names: Sequence[str], details: dict[str, Any]
         except Exception as exc:
             if _proven_refusal(exc):
                 # Nothing reached Zapmail: nothing was charged, and the retry buys afresh.
-                _answered(provision_id, todo, AttemptOutcome.REFUSED, _summary(exc))
-                _resolve_not_bought(provision_id, todo)
+                ledger.answered(provision_id, todo, AttemptOutcome.REFUSED, _summary(exc))
+                ledger.resolve_not_bought(provision_id, todo)
                 raise
             # Anything else may have come after the charge: reconcile before anything else.
-            _answered(provision_id, todo, AttemptOutcome.UNKNOWN, _summary(exc))
+            ledger.answered(provision_id, todo, AttemptOutcome.UNKNOWN, _summary(exc))
             details.setdefault("outcome_unknown", []).append(_summary(exc))
         else:
-            _answered(provision_id, todo, AttemptOutcome.ACCEPTED, _describe(result))
+            ledger.answered(provision_id, todo, AttemptOutcome.ACCEPTED, _describe(result))
             if result.short:
                 _stop_on_invoice(provision_id, client, names, todo, result)
         # Whatever the answer said, the workspace is the truth.
         _reconcile(provision_id, client, names)
         fresh.update(
-            _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
+            _settle(
+                provision_id, client, ledger.in_state(provision_id, names, PurchaseState.INTENT)
+            )
         )
-    bought = _purchased_ids(provision_id, names)
+    bought = ledger.purchased_ids(provision_id, names)
     _keep_renewing(provision_id, client, names)
     return bought
 
@@ -149,7 +149,7 @@ def _stop_on_invoice(
     absent = [name for name in todo if name not in found]
     # Nothing registers until the invoice is paid, and nobody pays it: listed absent now means
     # not bought (the order is dropped after ~5 minutes, zapmail.md 7.4).
-    _resolve_not_bought(provision_id, absent)
+    ledger.resolve_not_bought(provision_id, absent)
     if not absent:
         return
     raise ProvisioningBlockedError(
@@ -179,7 +179,11 @@ def _keep_renewing(provision_id: int, client: ZapmailClient, names: Sequence[str
     # API-bought domains default to no auto-renew: without this a paying student's domains
     # would lapse after a year. One bulk call, only for the domains not yet switched on.
     with runtime.db() as session:
-        rows = [row for row in _domains(session, provision_id, names) if row.auto_renew is not True]
+        rows = [
+            row
+            for row in ledger.domains_of(session, provision_id, names)
+            if row.auto_renew is not True
+        ]
         ids = [row.zapmail_domain_id for row in rows if row.zapmail_domain_id]
     if not ids:
         return
@@ -187,7 +191,7 @@ def _keep_renewing(provision_id: int, client: ZapmailClient, names: Sequence[str
     ensure_current(provision_id)
     client.set_auto_renew(ids, True)
     with runtime.db() as session:
-        for row in _domains(session, provision_id, names):
+        for row in ledger.domains_of(session, provision_id, names):
             row.auto_renew = True
 
 
@@ -199,34 +203,12 @@ def _workspace_id(provision_id: int) -> str:
         return provision.zapmail_workspace_id
 
 
-def _domains(session: Any, provision_id: int, names: Iterable[str]) -> list[Domain]:
-    rows = list(
-        session.scalars(
-            select(Domain).where(Domain.provision_id == provision_id, Domain.name.in_(list(names)))
-        )
-    )
-    return rows
-
-
-def _states(provision_id: int, names: Sequence[str]) -> dict[str, str]:
-    with runtime.db() as session:
-        rows = _domains(session, provision_id, names)
-    missing = set(names) - {row.name for row in rows}
-    if missing:
-        raise RuntimeError(f"domains not part of provision {provision_id}: {sorted(missing)}")
-    return {row.name: row.purchase_state for row in rows}
-
-
-def _in_state(provision_id: int, names: Sequence[str], state: PurchaseState) -> list[str]:
-    return sorted(name for name, value in _states(provision_id, names).items() if value == state)
-
-
 def _reconcile(provision_id: int, client: ZapmailClient, names: Sequence[str]) -> set[str]:
     """List the workspace once and mark every named domain found there as purchased."""
     owned = {domain.domain.lower(): domain for domain in client.iter_domains(page_size=100)}
     found = set()
     with runtime.db() as session:
-        for row in _domains(session, provision_id, names):
+        for row in ledger.domains_of(session, provision_id, names):
             remote = owned.get(row.name)
             if remote is None:
                 continue
@@ -236,7 +218,7 @@ def _reconcile(provision_id: int, client: ZapmailClient, names: Sequence[str]) -
                 row.purchased_at = utcnow()
             row.zapmail_domain_id = remote.id
             row.status = remote.status
-        _resolve(session, provision_id, found, AttemptResolution.BOUGHT)
+        ledger.resolve(session, provision_id, found, AttemptResolution.BOUGHT)
     return found
 
 
@@ -250,13 +232,13 @@ def _settle(provision_id: int, client: ZapmailClient, pending: list[str]) -> dic
     settle = timedelta(seconds=runtime.settings().purchase_settle_s)
     with runtime.db() as session:
         last_intent = max(
-            row.intent_at or utcnow() for row in _domains(session, provision_id, pending)
+            row.intent_at or utcnow() for row in ledger.domains_of(session, provision_id, pending)
         )
     deadline = last_intent + settle
     while pending and utcnow() < deadline:
         time.sleep(min(SETTLE_POLL_S, max(0.0, (deadline - utcnow()).total_seconds())))
         _reconcile(provision_id, client, pending)
-        pending = _in_state(provision_id, pending, PurchaseState.INTENT)
+        pending = ledger.in_state(provision_id, pending, PurchaseState.INTENT)
     if not pending:
         return {}
     # Settled and still absent: nothing was charged (a taken name is refunded, an unpaid order
@@ -265,7 +247,7 @@ def _settle(provision_id: int, client: ZapmailClient, pending: list[str]) -> dic
     answers = _check(client, pending)
     taken = sorted(name for name in pending if not answers[name][0])
     if taken:
-        _abandon(provision_id, taken)
+        ledger.abandon(provision_id, taken)
         raise ProvisioningBlockedError(
             f"domains taken before purchase completed: {taken}",
             student_message=(
@@ -275,7 +257,7 @@ def _settle(provision_id: int, client: ZapmailClient, pending: list[str]) -> dic
             remedy="another_domain",
         )
     # Free and not in our workspace after settling: proven not bought, so it may be bought again.
-    _resolve_not_bought(provision_id, pending)
+    ledger.resolve_not_bought(provision_id, pending)
     return {name: answers[name][1] or 0 for name in pending}
 
 
@@ -386,113 +368,7 @@ def _reserve(provision_id: int, client: ZapmailClient, prices: dict[str, int]) -
                 )  # fmt: skip
             if cents - reserved < needed:
                 raise WalletBusyError(f"{detail}: waiting for the purchases in flight")
-            _record_attempts(session, provision_id, prices)
-
-
-def _record_attempts(session: Any, provision_id: int, prices: dict[str, int]) -> None:
-    """Insert one ``sent`` attempt per domain and mark the intents, in the caller's transaction."""
-    now = utcnow()
-    run_id = _flow_run_id()
-    rows = _domains(session, provision_id, prices)
-    for row in rows:
-        # Never while an attempt of this name is unresolved, or bought by this provision.
-        blocking = session.scalar(
-            select(func.count()).where(
-                PurchaseAttempt.domain_name == row.name,
-                (PurchaseAttempt.resolution.is_(None))
-                | (
-                    (PurchaseAttempt.resolution == AttemptResolution.BOUGHT.value)
-                    & (PurchaseAttempt.provision_id == provision_id)
-                ),
-            )
-        )
-        if blocking:
-            raise AmbiguousPurchaseError(
-                f"{row.name} has a purchase attempt in flight or bought; not buying it again"
-            )
-        last = session.scalar(
-            select(func.coalesce(func.max(PurchaseAttempt.attempt_no), 0)).where(
-                PurchaseAttempt.domain_name == row.name
-            )
-        )
-        session.add(
-            PurchaseAttempt(
-                provision_id=provision_id, upgrade_id=row.upgrade_id, domain_name=row.name,
-                attempt_no=last + 1, price_cents=prices[row.name], flow_run_id=run_id,
-                outcome=AttemptOutcome.SENT.value, started_at=now,
-            )
-        )  # fmt: skip
-        row.purchase_state = PurchaseState.INTENT.value
-        row.intent_at = now
-        row.price_cents = prices[row.name]
-
-
-def _flow_run_id() -> str | None:
-    try:
-        from prefect.runtime import flow_run
-
-        value = flow_run.id
-    except Exception:  # noqa: BLE001 - outside a run (or Prefect unavailable): no id
-        return None
-    return None if value is None else str(value)
-
-
-def _answered(
-    provision_id: int, names: Sequence[str], outcome: AttemptOutcome, answer: str
-) -> None:
-    """Record what the buy call's answer proves on its unresolved attempts."""
-    with runtime.db() as session:
-        for attempt in _open_attempts(session, provision_id, names):
-            attempt.outcome = outcome.value
-            attempt.answer = answer
-            attempt.answered_at = utcnow()
-
-
-def _open_attempts(session: Any, provision_id: int, names: Iterable[str]) -> list[PurchaseAttempt]:
-    return list(
-        session.scalars(
-            select(PurchaseAttempt).where(
-                PurchaseAttempt.provision_id == provision_id,
-                PurchaseAttempt.domain_name.in_(list(names)),
-                PurchaseAttempt.resolution.is_(None),
-            )
-        )
-    )
-
-
-def _resolve(
-    session: Any, provision_id: int, names: Iterable[str], resolution: AttemptResolution
-) -> None:
-    for attempt in _open_attempts(session, provision_id, names):
-        attempt.resolution = resolution.value
-        attempt.resolved_at = utcnow()
-
-
-def _resolve_not_bought(provision_id: int, names: Sequence[str]) -> None:
-    """Proven not bought: resolve the attempts and make the domains buyable again."""
-    with runtime.db() as session:
-        _resolve(session, provision_id, names, AttemptResolution.NOT_BOUGHT)
-        for row in _domains(session, provision_id, names):
-            if row.purchase_state == PurchaseState.INTENT:
-                row.purchase_state = PurchaseState.SELECTED.value
-                row.intent_at = None
-
-
-def _abandon(provision_id: int, names: Sequence[str]) -> None:
-    with runtime.db() as session:
-        _resolve(session, provision_id, names, AttemptResolution.TAKEN)
-        for row in _domains(session, provision_id, names):
-            row.purchase_state = PurchaseState.ABANDONED.value
-
-
-def _purchased_ids(provision_id: int, names: Sequence[str]) -> dict[str, str]:
-    with runtime.db() as session:
-        rows = _domains(session, provision_id, names)
-        result = {row.name: row.zapmail_domain_id for row in rows if row.zapmail_domain_id}
-    missing = sorted(set(names) - set(result))
-    if missing:
-        raise AmbiguousPurchaseError(f"domains not confirmed in the workspace yet: {missing}")
-    return result
+            ledger.record_attempts(session, provision_id, prices)
 
 
 def resolve_orphaned_attempts(provision_id: int) -> dict[str, str]:
@@ -504,13 +380,13 @@ def resolve_orphaned_attempts(provision_id: int) -> dict[str, str]:
     Returns name -> resolution for the attempts it looked at.
     """
     with runtime.db() as session:
-        names = sorted({a.domain_name for a in _open_attempts_of(session, provision_id)})
+        names = sorted({a.domain_name for a in ledger.open_attempts_of(session, provision_id)})
     if not names:
         return {}
     client = runtime.zapmail().for_workspace(_workspace_id(provision_id))
     _reconcile(provision_id, client, names)
     try:
-        _settle(provision_id, client, _in_state(provision_id, names, PurchaseState.INTENT))
+        _settle(provision_id, client, ledger.in_state(provision_id, names, PurchaseState.INTENT))
     except ProvisioningBlockedError:
         pass  # taken by someone else: abandoned and resolved, nothing was charged
     with runtime.db() as session:
@@ -523,14 +399,3 @@ def resolve_orphaned_attempts(provision_id: int) -> dict[str, str]:
             .order_by(PurchaseAttempt.attempt_no)
         )
         return {a.domain_name: a.resolution or "unresolved" for a in latest}
-
-
-def _open_attempts_of(session: Any, provision_id: int) -> list[PurchaseAttempt]:
-    return list(
-        session.scalars(
-            select(PurchaseAttempt).where(
-                PurchaseAttempt.provision_id == provision_id,
-                PurchaseAttempt.resolution.is_(None),
-            )
-        )
-    )

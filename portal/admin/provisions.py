@@ -331,7 +331,7 @@ def refund(provision_id: int) -> ResponseReturnValue:
             _stop_billing(provision)
         except billing.BillingError as exc:
             # The order is cancelled below anyway; the watchdog cancels a subscription that a
-            # cancelled order still has (tasks/watchdog.py), so billing stops either way.
+            # cancelled order still has (tasks/billing_guard.py), so billing stops either way.
             stripe_error = str(exc)
         _cancel_order(
             db, provision, "Refunded and cancelled.", note="with refund", stripe_error=stripe_error

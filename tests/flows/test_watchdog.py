@@ -17,7 +17,7 @@ from core.models import Provision
 from core.models import Role
 from core.models import User
 from flows.watchdog import watchdog
-from tasks import watchdog as watchdog_tasks
+from tasks import stalled_orders
 from tests.factories import make_paid_provision
 from tests.portal import prefect_support
 
@@ -28,7 +28,7 @@ PROVISION = "provision/on-demand"
 @pytest.fixture
 def stack(pipeline: Any, portal_prefect: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The pipeline's settings and sandbox, the stand-in deployments, no stall delay."""
-    monkeypatch.setattr(watchdog_tasks, "STALL_AFTER", timedelta(0))
+    monkeypatch.setattr(stalled_orders, "STALL_AFTER", timedelta(0))
     pipeline.api = portal_prefect
     return pipeline
 
@@ -60,7 +60,7 @@ def test_a_paid_order_whose_run_failed_silently_is_restarted_then_escalated(
     provision.current_flow_run_id = run_id
     session.commit()
 
-    for attempt in range(watchdog_tasks.MAX_RESTARTS):
+    for attempt in range(stalled_orders.MAX_RESTARTS):
         result = watchdog()
         assert result["restarted"] == {f"provision:{provision.id}": "retried"}, attempt
         run = prefect_support.read_run(stack.api, run_id)

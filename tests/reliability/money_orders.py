@@ -294,10 +294,10 @@ class OrderWorld:
 
     def _stop_billing_cancelled(self) -> None:
         # The watchdog's "a cancelled order whose subscription still bills" pass.
-        from tasks import watchdog
+        from tasks import billing_guard
 
         try:
-            watchdog.stop_billing_cancelled.fn()
+            billing_guard.stop_billing_cancelled.fn()
         except Exception as exc:  # noqa: BLE001
             self.effect_errors.append(f"stop billing: {type(exc).__name__}: {exc}")
 
