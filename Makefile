@@ -21,7 +21,7 @@ demo: install
 # Four pytest workers: most tests wait on vendors, flows and browsers rather than the CPU, and
 # each worker has its own databases, Prefect server and sandbox (see tests/conftest.py).
 test: install
-	$(BIN)/python -m pytest -n 4 --dist worksteal
+	$(BIN)/python -m pytest -n 4 --dist worksteal --durations=15
 
 # The fast tier: no Prefect server, no browser (tests/conftest.py marks them by their fixtures);
 # the money protocol runs against the sandbox with the state machines on their smallest budget.
