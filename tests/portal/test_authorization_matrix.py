@@ -6,6 +6,7 @@ The route list comes from the app's url_map, so a new route without an entry her
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -15,9 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.crypto import SecretBox
+from core.models import Cohort
 from core.models import Mailbox
 from core.models import Role
 from core.models import Tier
+from core.models import TokenPurpose
+from portal.auth.tokens import issue_token
 from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_provision
 from tests.portal.helpers import make_user
@@ -38,6 +42,8 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("auth.forgot_password", "POST"): (400, 400, 400, 400),
     ("auth.reset_password", "GET"): (400, 400, 400, 400),
     ("auth.reset_password", "POST"): (400, 400, 400, 400),
+    ("auth.accept_invite", "GET"): (400, 400, 400, 400),
+    ("auth.accept_invite", "POST"): (400, 400, 400, 400),
     ("wizard.start", "GET"): (L, 302, 302, 403),
     ("wizard.package", "GET"): (L, 302, 302, 403),
     ("wizard.package", "POST"): (L, 302, 302, 403),
@@ -74,6 +80,12 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("admin.tier_edit", "POST"): (L, 403, 403, 400),
     ("admin.tier_toggle", "POST"): (L, 403, 403, 303),
     ("admin.tier_move", "POST"): (L, 403, 403, 400),
+    ("admin.cohorts", "GET"): (L, 403, 403, 200),
+    ("admin.cohort_create", "POST"): (L, 403, 403, 400),
+    ("admin.cohort_students", "GET"): (L, 403, 403, 200),
+    ("admin.cohort_import", "POST"): (L, 403, 403, 400),
+    ("admin.invite_resend", "POST"): (L, 403, 403, 303),
+    ("admin.invite_revoke", "POST"): (L, 403, 403, 303),
     ("webhooks.stripe_webhook", "POST"): (400, 400, 400, 400),
     ("webhooks.zapmail_webhook", "POST"): (400, 400, 400, 400),
 }
@@ -94,7 +106,8 @@ def test_every_route_has_an_expectation(app: Flask) -> None:
 
 @pytest.fixture
 def world(app: Flask, session: Session) -> dict[str, Any]:
-    """Student A (active, with a PlusVibe password), student B (active), an admin."""
+    """Student A (active, with a PlusVibe password), student B (active), an admin, and a cohort
+    with an invited student C."""
     box = SecretBox.from_settings(app.extensions["settings"])
     a = make_user(session, "a@example.com")
     b = make_user(session, "b@example.com")
@@ -108,6 +121,12 @@ def world(app: Flask, session: Session) -> dict[str, Any]:
         plusvibe_client_password_enc=box.seal("pw-of-a"),
     )
     make_provision(session, b, status="active")
+    cohort = Cohort(name="Matrix", starts_on=date(2027, 3, 1), instructor="Ida")
+    session.add(cohort)
+    session.flush()
+    c = make_user(session, "c@example.com")
+    c.cohort_id = cohort.id
+    issue_token(session, c, TokenPurpose.INVITE, ttl_s=3600, ip=None)
     session.commit()
     mailbox = session.scalars(
         select(Mailbox.id).join(Mailbox.domain).where(Mailbox.address.like("%trya%"))
@@ -117,6 +136,8 @@ def world(app: Flask, session: Session) -> dict[str, Any]:
         "mailbox_id": mailbox,
         "tier_id": session.scalars(select(Tier.id).where(Tier.slug == "starter")).one(),
         "filename": "app.css",
+        "cohort_id": cohort.id,
+        "user_id": c.id,
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,8 +23,11 @@ from sqlalchemy.orm import Session
 
 from core.db import Base
 from core.models import AuditLog
+from core.models import Cohort
 from core.models import Provision
 from core.models import Role
+from core.models import TokenPurpose
+from portal.auth.tokens import issue_token
 from tests.portal import prefect_support
 from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import EventFeed
@@ -52,6 +56,8 @@ FORM_DATA: dict[str, dict[str, str]] = {
     "admin.refund": {"reason": "csrf"},
     "admin.tier_move": {"direction": "up"},
     "admin.tier_new": {"name": "Csrf", "slug": "csrf", "domain_count": "3", "setup": "1"},
+    "admin.cohort_create": {"name": "Csrf", "starts_on": "2027-01-04", "instructor": "Ida"},
+    "admin.cohort_import": {"csv_text": "email,first name,last name\ncsrf@example.com,Cy,Ross"},
 }
 
 
@@ -382,7 +388,15 @@ def test_every_admin_action_writes_an_audit_row(
     cid = make_provision(
         session, make_user(session, "cid@example.com"), status="pending_payment"
     ).id
+    # A cohort with an invited student, to re-send and then revoke the invitation.
+    cohort = Cohort(name="Audit", starts_on=date(2027, 1, 4), instructor="Ida")
+    session.add(cohort)
+    session.flush()
+    invited = make_user(session, "invited@example.com")
+    invited.cohort_id = cohort.id
+    issue_token(session, invited, TokenPurpose.INVITE, ttl_s=3600, ip=None)
     session.commit()
+    students = f"/admin/cohorts/{cohort.id}/students/{invited.id}"
     tier_form = {
         "name": "Audit",
         "slug": "audit",
@@ -406,6 +420,16 @@ def test_every_admin_action_writes_an_audit_row(
             f"/admin/provisions/{paid.id}/refund",
             {"amount": "5", "reason": "goodwill", "cancel_subscription": "keep"},
         ),
+        "admin.cohort_create": (
+            "/admin/cohorts/new",
+            {"name": "Audit 2", "starts_on": "2027-02-01", "instructor": "Ida"},
+        ),
+        "admin.cohort_import": (
+            f"/admin/cohorts/{cohort.id}/import",
+            {"csv_text": "email;first name;last name\nnew@example.com;Ned;Wu", "confirm": "yes"},
+        ),
+        "admin.invite_resend": (f"{students}/resend", {}),
+        "admin.invite_revoke": (f"{students}/revoke", {}),
     }
     admin_posts = {e for e, m in _state_changing_routes(app) if e.startswith("admin.")}
     assert admin_posts == set(actions), "a new admin action needs a scenario here"
