@@ -52,11 +52,15 @@ def _cohort_or_404(cohort_id: int) -> Cohort:
     return cohort
 
 
-def _student_or_404(cohort: Cohort, user_id: int) -> User:
+def _action_target(cohort_id: int, user_id: int) -> tuple[Cohort, User]:
+    """The cohort and student of a re-send or revoke (its form is only the CSRF token)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    cohort = _cohort_or_404(cohort_id)
     user = get_db().get(User, user_id)
     if user is None or user.cohort_id != cohort.id or user.role != Role.STUDENT.value:
         abort(404)
-    return user
+    return cohort, user
 
 
 def _to_students(cohort: Cohort) -> ResponseReturnValue:
@@ -223,10 +227,7 @@ def _create_students(cohort: Cohort, check: CsvCheck) -> list[User] | None:
 @admin_required
 def invite_resend(cohort_id: int, user_id: int) -> ResponseReturnValue:
     """Send a student a new invitation; their earlier links stop working."""
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
-    cohort = _cohort_or_404(cohort_id)
-    user = _student_or_404(cohort, user_id)
+    cohort, user = _action_target(cohort_id, user_id)
     db = get_db()
     if invite_states(db, [user.id])[user.id] == InviteState.ACCEPTED:
         flash(f"{user.email} has chosen a password already: nothing was sent.", "error")
@@ -242,10 +243,7 @@ def invite_resend(cohort_id: int, user_id: int) -> ResponseReturnValue:
 @admin_required
 def invite_revoke(cohort_id: int, user_id: int) -> ResponseReturnValue:
     """Withdraw a student's invitation: the link stops working and the account is disabled."""
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
-    cohort = _cohort_or_404(cohort_id)
-    user = _student_or_404(cohort, user_id)
+    cohort, user = _action_target(cohort_id, user_id)
     db = get_db()
     state = invite_states(db, [user.id])[user.id]
     if state in (InviteState.ACCEPTED, InviteState.REVOKED):

@@ -10,8 +10,6 @@ sees her invitation accepted. After she signs out, the same link is refused.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +20,7 @@ from sqlalchemy.orm import Session
 from core.models import Notification
 from core.models import Role
 from core.models import User
-from tests.e2e.conftest import serving_portal
+from tests.e2e.test_accounts_journey import portal  # noqa: F401 - the same portal fixture
 from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_user
 from tests.portal.helpers import tiers
@@ -33,18 +31,6 @@ ADMIN = "admin@bootcamp.test"
 NEW_PASSWORD = "copper-willow-signal-31"
 BAD_FILE = "email;first name;last name\nann@student.test;Ann;Lee\nbob-at-student.test;Bob;Ray\n"
 FIXED_FILE = "\ufeff" + BAD_FILE.replace("bob-at-student.test", "bob@student.test")
-
-
-@pytest.fixture
-def portal(
-    session: Session,  # noqa: ARG001  (requested so every row is deleted after the test)
-    db_url: str,
-    sandbox: Any,
-    tmp_path: Path,
-) -> Iterator[str]:
-    """The portal on loopback; no Prefect (nothing here starts a run)."""
-    with serving_portal(sandbox, database_url=db_url, instance_dir=tmp_path) as (_app, url, _):
-        yield url
 
 
 def _upload(page: Any, text: str) -> None:
@@ -69,7 +55,10 @@ def _invite_link(session: Session, email: str) -> str:
 
 
 def test_import_with_a_bad_row_then_fixed_then_invite_accepted_and_the_link_refused_again(
-    portal: str, browser: Any, shoot: Any, session: Session
+    portal: str,  # noqa: F811 - the imported fixture
+    browser: Any,
+    shoot: Any,
+    session: Session,
 ) -> None:
     url = portal
     tiers(session)

@@ -41,6 +41,14 @@ def make_cohort(session: Session, name: str = "Spring 2027") -> Cohort:
     return cohort
 
 
+@pytest.fixture
+def cohort(session: Session) -> Cohort:
+    """The cohort Spring 2027, committed."""
+    spring = make_cohort(session)
+    session.commit()
+    return spring
+
+
 def admin_client(app: Flask, session: Session) -> Any:
     """A client signed in as an admin."""
     make_user(session, "boss@example.com", role=Role.ADMIN)
@@ -157,11 +165,9 @@ def test_a_file_with_bad_rows_is_previewed_line_by_line_and_imports_nothing(
 
 
 def test_a_clean_file_imports_every_student_with_an_invitation_in_one_go(
-    app: Flask, session: Session
+    app: Flask, session: Session, cohort: Cohort
 ) -> None:
     client = admin_client(app, session)
-    cohort = make_cohort(session)
-    session.commit()
     preview = import_csv(client, cohort.id, GOOD, confirm=False)
     page = preview.get_data(as_text=True)
     assert preview.status_code == 200 and "Every row is fine." in page
@@ -280,11 +286,9 @@ def test_more_than_500_students_are_refused_line_by_line(session: Session) -> No
 
 
 def test_an_uploaded_file_is_previewed_then_imported_from_the_preview(
-    app: Flask, session: Session
+    app: Flask, session: Session, cohort: Cohort
 ) -> None:
     client = admin_client(app, session)
-    cohort = make_cohort(session)
-    session.commit()
     upload = (io.BytesIO(("\ufeff" + GOOD).encode("utf-8")), "students.csv")
     preview = client.post(
         f"/admin/cohorts/{cohort.id}/import",
@@ -318,11 +322,9 @@ def test_an_uploaded_file_is_previewed_then_imported_from_the_preview(
 
 
 def test_an_address_taken_between_preview_and_confirmation_imports_nothing(
-    app: Flask, session: Session, engine: Engine
+    app: Flask, session: Session, cohort: Cohort, engine: Engine
 ) -> None:
     client = admin_client(app, session)
-    cohort = make_cohort(session)
-    session.commit()
     assert "Every row is fine." in import_csv(client, cohort.id, GOOD, confirm=False).get_data(
         as_text=True
     )
@@ -335,10 +337,10 @@ def test_an_address_taken_between_preview_and_confirmation_imports_nothing(
     assert fingerprint(engine) == before
 
 
-def test_resend_replaces_the_link_and_revoke_withdraws_it(app: Flask, session: Session) -> None:
+def test_resend_replaces_the_link_and_revoke_withdraws_it(
+    app: Flask, session: Session, cohort: Cohort
+) -> None:
     client = admin_client(app, session)
-    cohort = make_cohort(session)
-    session.commit()
     import_csv(client, cohort.id, GOOD, confirm=True)
     ann = session.scalars(select(User).where(User.email == "ann@example.com")).one()
     first = invite_links(session)["ann@example.com"]
@@ -387,10 +389,10 @@ def test_resend_replaces_the_link_and_revoke_withdraws_it(app: Flask, session: S
     assert client.post(f"/admin/cohorts/{other.id}/students/{ann.id}/resend").status_code == 404
 
 
-def test_the_cohort_page_shows_expired_invites_and_orders(app: Flask, session: Session) -> None:
+def test_the_cohort_page_shows_expired_invites_and_orders(
+    app: Flask, session: Session, cohort: Cohort
+) -> None:
     client = admin_client(app, session)
-    cohort = make_cohort(session)
-    session.commit()
     import_csv(client, cohort.id, GOOD, confirm=True)
     bob = session.scalars(select(User).where(User.email == "bob@example.com")).one()
     token = session.scalars(select(PasswordToken).where(PasswordToken.user_id == bob.id)).one()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.db import utcnow
 from core.models import AuditLog
+from core.models import Cohort
 from core.models import Notification
 from core.models import PasswordToken
 from core.models import User
@@ -24,9 +25,9 @@ from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_user
 from tests.portal.test_cohorts import GOOD
 from tests.portal.test_cohorts import admin_client
+from tests.portal.test_cohorts import cohort  # noqa: F401 - the same cohort fixture
 from tests.portal.test_cohorts import import_csv
 from tests.portal.test_cohorts import invite_links
-from tests.portal.test_cohorts import make_cohort
 from tests.reliability import secret_scan
 
 NEW_PASSWORD = "violet-anchor-meadow-7"
@@ -34,11 +35,13 @@ REFUSED = "This invitation link is invalid, expired, withdrawn or already used."
 
 
 @pytest.fixture
-def invited(app: Flask, session: Session) -> dict[str, Any]:
+def invited(
+    app: Flask,
+    session: Session,
+    cohort: Cohort,  # noqa: F811 - the imported fixture
+) -> dict[str, Any]:
     """A cohort imported by an admin: Ann and Bob are invited; their links and the admin."""
     admin = admin_client(app, session)
-    cohort = make_cohort(session)
-    session.commit()
     assert import_csv(admin, cohort.id, GOOD, confirm=True).status_code == 303
     ann = session.scalars(select(User).where(User.email == "ann@example.com")).one()
     return {"admin": admin, "cohort": cohort, "ann": ann, "links": invite_links(session)}
@@ -126,8 +129,8 @@ def test_a_resent_invite_replaces_the_old_link(
     app: Flask, session: Session, invited: dict[str, Any]
 ) -> None:
     old = invited["links"]["ann@example.com"]
-    cohort, ann = invited["cohort"], invited["ann"]
-    invited["admin"].post(f"/admin/cohorts/{cohort.id}/students/{ann.id}/resend")
+    spring, ann = invited["cohort"], invited["ann"]
+    invited["admin"].post(f"/admin/cohorts/{spring.id}/students/{ann.id}/resend")
     new = invite_links(session)["ann@example.com"]
     stale = app.test_client()
     _open(stale, old)
@@ -137,18 +140,18 @@ def test_a_resent_invite_replaces_the_old_link(
     assert _set(fresh, NEW_PASSWORD).status_code == 303
     # Accepted: there is nothing left to re-send.
     tokens = session.scalar(select(func.count()).select_from(PasswordToken))
-    invited["admin"].post(f"/admin/cohorts/{cohort.id}/students/{ann.id}/resend")
+    invited["admin"].post(f"/admin/cohorts/{spring.id}/students/{ann.id}/resend")
     session.expire_all()
     assert session.scalar(select(func.count()).select_from(PasswordToken)) == tokens
-    page = invited["admin"].get(f"/admin/cohorts/{cohort.id}").get_data(as_text=True)
+    page = invited["admin"].get(f"/admin/cohorts/{spring.id}").get_data(as_text=True)
     assert "ann@example.com has chosen a password already: nothing was sent." in page
 
 
 def test_a_revoked_invite_opens_nothing_not_even_by_a_reset(
     app: Flask, session: Session, invited: dict[str, Any]
 ) -> None:
-    cohort, ann = invited["cohort"], invited["ann"]
-    invited["admin"].post(f"/admin/cohorts/{cohort.id}/students/{ann.id}/revoke")
+    spring, ann = invited["cohort"], invited["ann"]
+    invited["admin"].post(f"/admin/cohorts/{spring.id}/students/{ann.id}/revoke")
     client = app.test_client()
     _open(client, invited["links"]["ann@example.com"])
     assert client.get("/auth/invite").status_code == 400
