@@ -29,11 +29,13 @@ from portal.admin.cohort_csv import CsvCheck
 from portal.admin.cohort_csv import CsvError
 from portal.admin.cohort_csv import check_csv
 from portal.admin.cohort_csv import decode_upload
+from portal.admin.forms import MAX_CSV_CHARS
 from portal.admin.forms import CohortForm
 from portal.admin.forms import ConfirmForm
 from portal.admin.forms import ImportForm
 from portal.auth.invites import InviteState
 from portal.auth.invites import invite_states
+from portal.auth.invites import queue_invite
 from portal.auth.invites import revoke_invite
 from portal.auth.invites import send_invite
 from portal.auth.invites import unknown_password_hash
@@ -170,14 +172,19 @@ def cohort_import(cohort_id: int) -> ResponseReturnValue:
     except CsvError as exc:
         form.csv_file.errors.append(str(exc))
         return _students_page(cohort, form, 400)
-    if not text.strip():
-        form.csv_file.errors.append("Choose a CSV file, or paste its lines.")
+    if not text.strip() or len(text) > MAX_CSV_CHARS:
+        # Pasted text has its own limit on the form; a file must fit it too to be confirmed.
+        form.csv_file.errors.append(
+            "Choose a CSV file, or paste its lines."
+            if not text.strip()
+            else f"The file is longer than {MAX_CSV_CHARS:,} characters."
+        )
         return _students_page(cohort, form, 400)
     db = get_db()
     check = check_csv(db, text, cohort.id)
     confirmed = form.confirm.data == CONFIRMED and not upload
     if not confirmed or not check.ok:
-        # A refused confirmation: the file changed, or the accounts did since the preview.
+        # A preview, or a refused confirmation (the accounts changed since the preview).
         return _preview_page(cohort, check, text, 400 if confirmed else 200)
     users = _create_students(cohort, check)
     if users is None:
@@ -219,7 +226,7 @@ def _create_students(cohort: Cohort, check: CsvCheck) -> list[User] | None:
         return None
     ip = client_ip()
     for user in users:
-        send_invite(db, user, cohort, ip)
+        queue_invite(db, user, cohort, ip)
     return users
 
 

@@ -61,6 +61,11 @@ def send_invite(db: Session, user: User, cohort: Cohort, ip: str | None) -> Pass
     _drop_unsent(db, user.id)
     retire_tokens(db, user.id, TokenPurpose.INVITE)
     user.is_active = True
+    return queue_invite(db, user, cohort, ip)
+
+
+def queue_invite(db: Session, user: User, cohort: Cohort, ip: str | None) -> PasswordToken:
+    """Queue an invite for a student without an open one (committed by the caller)."""
     ttl_s = float(current_app.extensions["settings"].invite_ttl_s)
     row, token = issue_token(db, user, TokenPurpose.INVITE, ttl_s=ttl_s, ip=ip)
     link = current_app.config["PUBLIC_URL"] + url_for("auth.accept_invite", token=token)

@@ -21,6 +21,7 @@ from core.models import Mailbox
 from core.models import Role
 from core.models import Tier
 from core.models import TokenPurpose
+from core.models import User
 from portal.auth.tokens import issue_token
 from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_provision
@@ -104,6 +105,17 @@ def test_every_route_has_an_expectation(app: Flask) -> None:
     assert _routes(app) == set(EXPECTED)
 
 
+def invited_student(session: Session, email: str) -> tuple[Cohort, User]:
+    """A cohort and a student invited to it (a live invitation link)."""
+    cohort = Cohort(name=f"Cohort of {email}", starts_on=date(2027, 3, 1), instructor="Ida")
+    session.add(cohort)
+    session.flush()
+    student = make_user(session, email)
+    student.cohort_id = cohort.id
+    issue_token(session, student, TokenPurpose.INVITE, ttl_s=3600, ip=None)
+    return cohort, student
+
+
 @pytest.fixture
 def world(app: Flask, session: Session) -> dict[str, Any]:
     """Student A (active, with a PlusVibe password), student B (active), an admin, and a cohort
@@ -121,12 +133,7 @@ def world(app: Flask, session: Session) -> dict[str, Any]:
         plusvibe_client_password_enc=box.seal("pw-of-a"),
     )
     make_provision(session, b, status="active")
-    cohort = Cohort(name="Matrix", starts_on=date(2027, 3, 1), instructor="Ida")
-    session.add(cohort)
-    session.flush()
-    c = make_user(session, "c@example.com")
-    c.cohort_id = cohort.id
-    issue_token(session, c, TokenPurpose.INVITE, ttl_s=3600, ip=None)
+    cohort, c = invited_student(session, "c@example.com")
     session.commit()
     mailbox = session.scalars(
         select(Mailbox.id).join(Mailbox.domain).where(Mailbox.address.like("%trya%"))

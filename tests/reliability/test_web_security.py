@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,11 +22,8 @@ from sqlalchemy.orm import Session
 
 from core.db import Base
 from core.models import AuditLog
-from core.models import Cohort
 from core.models import Provision
 from core.models import Role
-from core.models import TokenPurpose
-from portal.auth.tokens import issue_token
 from tests.portal import prefect_support
 from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import EventFeed
@@ -37,6 +33,7 @@ from tests.portal.helpers import tiers
 from tests.portal.helpers import wizard_to_checkout
 from tests.portal.test_authorization_matrix import EXPECTED
 from tests.portal.test_authorization_matrix import _url
+from tests.portal.test_authorization_matrix import invited_student
 from tests.reliability import figures
 
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
@@ -389,12 +386,7 @@ def test_every_admin_action_writes_an_audit_row(
         session, make_user(session, "cid@example.com"), status="pending_payment"
     ).id
     # A cohort with an invited student, to re-send and then revoke the invitation.
-    cohort = Cohort(name="Audit", starts_on=date(2027, 1, 4), instructor="Ida")
-    session.add(cohort)
-    session.flush()
-    invited = make_user(session, "invited@example.com")
-    invited.cohort_id = cohort.id
-    issue_token(session, invited, TokenPurpose.INVITE, ttl_s=3600, ip=None)
+    cohort, invited = invited_student(session, "invited@example.com")
     session.commit()
     students = f"/admin/cohorts/{cohort.id}/students/{invited.id}"
     tier_form = {
