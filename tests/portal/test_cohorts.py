@@ -89,6 +89,14 @@ def row_states(page: str) -> dict[str, tuple[str, str]]:
     return {email: (invite, order) for email, invite, order in row.findall(page)}
 
 
+def _upload(client: Any, cohort_id: int, data: bytes, **fields: str) -> Any:
+    return client.post(
+        f"/admin/cohorts/{cohort_id}/import",
+        data={"csv_file": (io.BytesIO(data), "students.csv"), **fields},
+        content_type="multipart/form-data",
+    )
+
+
 def _students(session: Session, cohort: Cohort) -> list[tuple[str, str]]:
     session.expire_all()
     return list(
@@ -222,12 +230,8 @@ def test_an_uploaded_file_is_previewed_then_imported_from_the_preview(
     app: Flask, session: Session, cohort: Cohort
 ) -> None:
     client = admin_client(app, session)
-    upload = (io.BytesIO(("\ufeff" + GOOD).encode("utf-8")), "students.csv")
-    preview = client.post(
-        f"/admin/cohorts/{cohort.id}/import",
-        data={"csv_file": upload, "confirm": "yes"},  # a file is always previewed first
-        content_type="multipart/form-data",
-    )
+    # A file is always previewed first, even sent with a confirmation.
+    preview = _upload(client, cohort.id, ("\ufeff" + GOOD).encode("utf-8"), confirm="yes")
     page = preview.get_data(as_text=True)
     assert preview.status_code == 200 and "Every row is fine." in page
     assert _students(session, cohort) == []
@@ -236,25 +240,16 @@ def test_an_uploaded_file_is_previewed_then_imported_from_the_preview(
     assert import_csv(client, cohort.id, carried.group(1), confirm=True).status_code == 303
     assert len(_students(session, cohort)) == 2
 
-    latin = (
-        io.BytesIO("email,first name,last name\nzoe@example.com,Zoë,Ré\n".encode("latin-1")),
-        "x.csv",
-    )
-    refused = client.post(
-        f"/admin/cohorts/{cohort.id}/import",
-        data={"csv_file": latin},
-        content_type="multipart/form-data",
+    refused = _upload(
+        client,
+        cohort.id,
+        "email,first name,last name\nzoe@example.com,Zoë,Ré\n".encode("latin-1"),
     )
     assert refused.status_code == 400
     assert "The file is not UTF-8 text (byte 46); save it as CSV UTF-8." in refused.get_data(
         as_text=True
     )
-    long = (io.BytesIO(GOOD.encode() + b"," * 500_000), "long.csv")
-    too_long = client.post(
-        f"/admin/cohorts/{cohort.id}/import",
-        data={"csv_file": long},
-        content_type="multipart/form-data",
-    )
+    too_long = _upload(client, cohort.id, GOOD.encode() + b"," * 500_000)
     assert too_long.status_code == 400
     assert "The file is longer than 500,000 characters." in too_long.get_data(as_text=True)
     empty = client.post(f"/admin/cohorts/{cohort.id}/import", data={"csv_text": "  "})
