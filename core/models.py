@@ -87,6 +87,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default=Role.STUDENT.value)
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The cohort a student was invited with (see Cohort at the end of this module).
+    cohort_id: Mapped[int | None] = mapped_column(ForeignKey("cohorts.id"), index=True)
 
     provision: Mapped[Provision | None] = relationship(back_populates="user")
 
@@ -634,3 +636,20 @@ class PasswordToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The client address that asked for it (kept for the audit of resets).
     requested_ip: Mapped[str | None] = mapped_column(String(64))
+    # An admin withdrew this invitation (used_at is set too, so the link stops working).
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# Cohorts (issue 15): a bootcamp class whose students are invited together from a CSV.
+
+
+class Cohort(Base):
+    """A class of students starting together; its students are users with its cohort_id."""
+
+    __tablename__ = "cohorts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    starts_on: Mapped[date] = mapped_column(Date)
+    instructor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

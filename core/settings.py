@@ -147,6 +147,8 @@ class Settings(BaseSettings):
     session_absolute_s: float = Field(default=12 * 3600.0, ge=60)
     # A password-reset link works once, for this long.
     password_reset_ttl_s: float = Field(default=3600.0, ge=60)
+    # A cohort invitation link works once, for this long (7 days).
+    invite_ttl_s: float = Field(default=7 * 86400.0, ge=60)
     # werkzeug's method string for new password hashes; empty = the default for the environment
     # (see _fill_defaults). Hashes made with other parameters are upgraded at sign-in.
     password_hash_method: str = ""

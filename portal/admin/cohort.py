@@ -16,6 +16,7 @@ from core.db import utcnow
 from core.health import HealthLabel
 from core.health import mailbox_verdict
 from core.health import overall_verdict
+from core.models import Cohort
 from core.models import Domain
 from core.models import Mailbox
 from core.models import Provision
@@ -177,7 +178,10 @@ def cohort() -> ResponseReturnValue:
     tier_slug = request.args.get("tier", "")
     query = request.args.get("q", "").strip().lower()
     attention = request.args.get("attention") == "1"
+    cohort_id = request.args.get("cohort", type=int)
     rows = everyone
+    if cohort_id is not None:
+        rows = [r for r in rows if r["user"].cohort_id == cohort_id]
     if status:
         rows = [r for r in rows if r["status"] == status]
     if tier_slug:
@@ -196,13 +200,21 @@ def cohort() -> ResponseReturnValue:
     descending = request.args.get("dir", "desc" if sort == "time_in_step" else "asc") == "desc"
     rows = sorted(rows, key=lambda r: _sort_value(r, sort), reverse=descending)
     tiers = list(get_db().scalars(select(Tier).order_by(Tier.sort_order, Tier.id)))
+    cohorts = list(get_db().scalars(select(Cohort).order_by(Cohort.starts_on.desc(), Cohort.name)))
     return render_template(
         "admin/cohort.html",
         rows=rows,
         tiers=tiers,
+        cohorts=cohorts,
         statuses=[s.value for s in ProvisionStatus] + ["no_order"],
         counts=counts,
-        filters={"status": status, "tier": tier_slug, "q": query, "attention": attention},
+        filters={
+            "status": status,
+            "tier": tier_slug,
+            "q": query,
+            "attention": attention,
+            "cohort": cohort_id,
+        },
         sort=sort,
         descending=descending,
     )

@@ -1,12 +1,15 @@
-"""Admin forms: tiers, refunds and bare actions (amounts are parsed into cents here)."""
+"""Admin forms: tiers, refunds, cohorts and bare actions (amounts are parsed into cents here)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import BooleanField
+from wtforms import DateField
 from wtforms import Field
+from wtforms import HiddenField
 from wtforms import IntegerField
 from wtforms import RadioField
 from wtforms import StringField
@@ -139,3 +142,29 @@ class MoveForm(FlaskForm):  # type: ignore[misc]
     """Move a tier up or down in the list."""
 
     direction = StringField(validators=[DataRequired(), Regexp(r"^(up|down)$")])
+
+
+# No control characters in a name (PostgreSQL text cannot even hold NUL): a 400, not a 500.
+NO_CONTROL = Regexp(r"^[^\x00-\x1f\x7f]*$", message="Remove the control characters.")
+# A pasted (or previewed) student list: 500 rows of a few dozen characters fit many times over.
+MAX_CSV_CHARS = 500_000
+
+
+class CohortForm(FlaskForm):  # type: ignore[misc]
+    """A new cohort: its name, first day and instructor (field names match Cohort's columns)."""
+
+    name = StringField(
+        "Name", filters=[_strip], validators=[DataRequired(), Length(max=100), NO_CONTROL]
+    )
+    starts_on = DateField("Starts on", validators=[DataRequired()])
+    instructor = StringField(
+        "Instructor", filters=[_strip], validators=[DataRequired(), Length(max=200), NO_CONTROL]
+    )
+
+
+class ImportForm(FlaskForm):  # type: ignore[misc]
+    """A student list as an uploaded CSV file or pasted text; ``confirm`` imports a preview."""
+
+    csv_file = FileField("CSV file")
+    csv_text = TextAreaField("Or paste its lines", validators=[Length(max=MAX_CSV_CHARS)])
+    confirm = HiddenField()

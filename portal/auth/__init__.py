@@ -26,5 +26,6 @@ def _configure(state: BlueprintSetupState) -> None:
     login_manager.user_loader(load_session_user)
 
 
+from portal.auth import invite_views  # noqa: E402,F401  (registers the routes on bp)
 from portal.auth import reset_views  # noqa: E402,F401  (registers the routes on bp)
 from portal.auth import views  # noqa: E402,F401  (registers the routes on bp)

@@ -6,6 +6,7 @@ The route list comes from the app's url_map, so a new route without an entry her
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -15,9 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.crypto import SecretBox
+from core.models import Cohort
 from core.models import Mailbox
 from core.models import Role
 from core.models import Tier
+from core.models import TokenPurpose
+from core.models import User
+from portal.auth.tokens import issue_token
 from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_provision
 from tests.portal.helpers import make_user
@@ -38,6 +43,8 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("auth.forgot_password", "POST"): (400, 400, 400, 400),
     ("auth.reset_password", "GET"): (400, 400, 400, 400),
     ("auth.reset_password", "POST"): (400, 400, 400, 400),
+    ("auth.accept_invite", "GET"): (400, 400, 400, 400),
+    ("auth.accept_invite", "POST"): (400, 400, 400, 400),
     ("wizard.start", "GET"): (L, 302, 302, 403),
     ("wizard.package", "GET"): (L, 302, 302, 403),
     ("wizard.package", "POST"): (L, 302, 302, 403),
@@ -74,6 +81,12 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("admin.tier_edit", "POST"): (L, 403, 403, 400),
     ("admin.tier_toggle", "POST"): (L, 403, 403, 303),
     ("admin.tier_move", "POST"): (L, 403, 403, 400),
+    ("admin.cohorts", "GET"): (L, 403, 403, 200),
+    ("admin.cohort_create", "POST"): (L, 403, 403, 400),
+    ("admin.cohort_students", "GET"): (L, 403, 403, 200),
+    ("admin.cohort_import", "POST"): (L, 403, 403, 400),
+    ("admin.invite_resend", "POST"): (L, 403, 403, 303),
+    ("admin.invite_revoke", "POST"): (L, 403, 403, 303),
     ("webhooks.stripe_webhook", "POST"): (400, 400, 400, 400),
     ("webhooks.zapmail_webhook", "POST"): (400, 400, 400, 400),
 }
@@ -92,9 +105,21 @@ def test_every_route_has_an_expectation(app: Flask) -> None:
     assert _routes(app) == set(EXPECTED)
 
 
+def invited_student(session: Session, email: str) -> tuple[Cohort, User]:
+    """A cohort and a student invited to it (a live invitation link)."""
+    cohort = Cohort(name=f"Cohort of {email}", starts_on=date(2027, 3, 1), instructor="Ida")
+    session.add(cohort)
+    session.flush()
+    student = make_user(session, email)
+    student.cohort_id = cohort.id
+    issue_token(session, student, TokenPurpose.INVITE, ttl_s=3600, ip=None)
+    return cohort, student
+
+
 @pytest.fixture
 def world(app: Flask, session: Session) -> dict[str, Any]:
-    """Student A (active, with a PlusVibe password), student B (active), an admin."""
+    """Student A (active, with a PlusVibe password), student B (active), an admin, and a cohort
+    with an invited student C."""
     box = SecretBox.from_settings(app.extensions["settings"])
     a = make_user(session, "a@example.com")
     b = make_user(session, "b@example.com")
@@ -108,6 +133,7 @@ def world(app: Flask, session: Session) -> dict[str, Any]:
         plusvibe_client_password_enc=box.seal("pw-of-a"),
     )
     make_provision(session, b, status="active")
+    cohort, c = invited_student(session, "c@example.com")
     session.commit()
     mailbox = session.scalars(
         select(Mailbox.id).join(Mailbox.domain).where(Mailbox.address.like("%trya%"))
@@ -117,6 +143,8 @@ def world(app: Flask, session: Session) -> dict[str, Any]:
         "mailbox_id": mailbox,
         "tier_id": session.scalars(select(Tier.id).where(Tier.slug == "starter")).one(),
         "filename": "app.css",
+        "cohort_id": cohort.id,
+        "user_id": c.id,
     }
 
 

@@ -33,6 +33,7 @@ from tests.portal.helpers import tiers
 from tests.portal.helpers import wizard_to_checkout
 from tests.portal.test_authorization_matrix import EXPECTED
 from tests.portal.test_authorization_matrix import _url
+from tests.portal.test_authorization_matrix import invited_student
 from tests.reliability import figures
 
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
@@ -52,6 +53,8 @@ FORM_DATA: dict[str, dict[str, str]] = {
     "admin.refund": {"reason": "csrf"},
     "admin.tier_move": {"direction": "up"},
     "admin.tier_new": {"name": "Csrf", "slug": "csrf", "domain_count": "3", "setup": "1"},
+    "admin.cohort_create": {"name": "Csrf", "starts_on": "2027-01-04", "instructor": "Ida"},
+    "admin.cohort_import": {"csv_text": "email,first name,last name\ncsrf@example.com,Cy,Ross"},
 }
 
 
@@ -382,7 +385,10 @@ def test_every_admin_action_writes_an_audit_row(
     cid = make_provision(
         session, make_user(session, "cid@example.com"), status="pending_payment"
     ).id
+    # A cohort with an invited student, to re-send and then revoke the invitation.
+    cohort, invited = invited_student(session, "invited@example.com")
     session.commit()
+    students = f"/admin/cohorts/{cohort.id}/students/{invited.id}"
     tier_form = {
         "name": "Audit",
         "slug": "audit",
@@ -406,6 +412,16 @@ def test_every_admin_action_writes_an_audit_row(
             f"/admin/provisions/{paid.id}/refund",
             {"amount": "5", "reason": "goodwill", "cancel_subscription": "keep"},
         ),
+        "admin.cohort_create": (
+            "/admin/cohorts/new",
+            {"name": "Audit 2", "starts_on": "2027-02-01", "instructor": "Ida"},
+        ),
+        "admin.cohort_import": (
+            f"/admin/cohorts/{cohort.id}/import",
+            {"csv_text": "email;first name;last name\nnew@example.com;Ned;Wu", "confirm": "yes"},
+        ),
+        "admin.invite_resend": (f"{students}/resend", {}),
+        "admin.invite_revoke": (f"{students}/revoke", {}),
     }
     admin_posts = {e for e, m in _state_changing_routes(app) if e.startswith("admin.")}
     assert admin_posts == set(actions), "a new admin action needs a scenario here"
