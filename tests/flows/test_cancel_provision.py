@@ -27,10 +27,10 @@ from portal import create_app
 from tasks import cancellation
 from tasks import runtime
 from tasks.cancellation import CANCEL_STEPS
+from tests.factories import PASSWORD
+from tests.factories import make_user
 from tests.flows.conftest import Pipeline
 from tests.portal.conftest import portal_settings
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
 
 pytestmark = pytest.mark.prefect
 

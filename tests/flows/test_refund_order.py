@@ -21,13 +21,13 @@ from flows.refund_order import refund_order
 from portal import create_app
 from portal import orders
 from tasks.refunds import NotRefundableError
+from tests.factories import PASSWORD
+from tests.factories import make_user
+from tests.factories import tiers
 from tests.flows.conftest import Pipeline
 from tests.portal.conftest import portal_settings
-from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import EventFeed
-from tests.portal.helpers import make_user
 from tests.portal.helpers import post_event
-from tests.portal.helpers import tiers
 from tests.portal.helpers import wizard_to_checkout
 
 pytestmark = pytest.mark.prefect

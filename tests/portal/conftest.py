@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from portal import create_app
-from tests.portal.helpers import PASSWORD
+from tests.portal.helpers import AuthActions
 
 
 @pytest.fixture
@@ -78,23 +78,6 @@ def app(app_factory: Any) -> Flask:
 def client(app: Flask) -> FlaskClient:
     """A test client for ``app``."""
     return app.test_client()
-
-
-class AuthActions:
-    """Sign in and out through the real form."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self._client = client
-
-    def login(self, email: str, password: str = PASSWORD, **kwargs: Any) -> Any:
-        """POST the sign-in form."""
-        return self._client.post(
-            "/auth/login", data={"email": email, "password": password, **kwargs}
-        )
-
-    def logout(self) -> Any:
-        """POST the sign-out form."""
-        return self._client.post("/auth/logout")
 
 
 @pytest.fixture

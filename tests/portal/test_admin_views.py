@@ -18,13 +18,13 @@ from core.models import OutboxMessage
 from core.models import Provision
 from core.models import Role
 from core.models import Tier
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import set_steps
+from tests.factories import tiers
 from tests.portal import prefect_support
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
 from tests.portal.helpers import post_event
-from tests.portal.helpers import set_steps
-from tests.portal.helpers import tiers
 
 STRIPE_AUTH = {"Authorization": "Bearer sk_test_sandbox"}
 

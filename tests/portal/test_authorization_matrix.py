@@ -18,9 +18,9 @@ from core.crypto import SecretBox
 from core.models import Mailbox
 from core.models import Role
 from core.models import Tier
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
 from tests.reliability import figures
 
 ROLES = ("anonymous", "student_a", "student_b", "admin")

@@ -17,9 +17,9 @@ from core.db import utcnow
 from core.models import AvailabilityCall
 from core.models import DomainCheck
 from core.models import Tier
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
-from tests.portal.helpers import tiers
+from tests.factories import PASSWORD
+from tests.factories import make_user
+from tests.factories import tiers
 
 ROUTE = "POST /v2/domains/available-bulk"
 

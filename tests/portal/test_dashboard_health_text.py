@@ -12,9 +12,9 @@ from core.db import utcnow
 from core.health import ADVICE
 from core.health import HealthLabel
 from core.models import Mailbox
-from tests.portal.helpers import add_snapshots
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import add_snapshots
+from tests.factories import make_provision
+from tests.factories import make_user
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ from core.models import Mailbox
 from core.models import OutboxMessage
 from core.models import Provision
 from portal import outbox_sender
+from tests.factories import add_snapshots
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import set_steps
 from tests.portal import prefect_support
-from tests.portal.helpers import add_snapshots
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import set_steps
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ from core.models import OutboxMessage
 from core.models import Provision
 from core.models import Tier
 from portal import orders
+from tests.factories import make_user
+from tests.factories import tiers
 from tests.portal.helpers import EventFeed
 from tests.portal.helpers import event
-from tests.portal.helpers import make_user
 from tests.portal.helpers import post_event
-from tests.portal.helpers import tiers
 from tests.portal.helpers import wizard_to_checkout
 
 REFUND = "refund-order/on-demand"

@@ -17,10 +17,10 @@ from core.models import ProvisioningStep
 from core.models import Role
 from core.pipeline import PROVISION_STEPS
 from portal import progress
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import set_steps
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import set_steps
 
 RUNNING = {
     "zapmail_workspace": "completed",

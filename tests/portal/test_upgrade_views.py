@@ -19,12 +19,12 @@ from core.models import Tier
 from core.models import Upgrade
 from core.models import WizardDraft
 from portal import outbox_sender
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import tiers
 from tests.portal import prefect_support
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
 from tests.portal.helpers import post_event
-from tests.portal.helpers import tiers
 
 STRIPE_AUTH = {"Authorization": "Bearer sk_test_sandbox"}
 

@@ -22,12 +22,12 @@ from core.models import OutboxMessage
 from core.models import Provision
 from core.models import WebhookEvent
 from portal import outbox_sender
+from tests.factories import make_provision
+from tests.factories import make_user
 from tests.portal import prefect_support
 from tests.portal.helpers import EventFeed
 from tests.portal.helpers import checkout_session
 from tests.portal.helpers import event
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
 from tests.portal.helpers import post_event
 from tests.portal.helpers import sign
 from tests.portal.helpers import wizard_to_checkout
@@ -455,7 +455,7 @@ def test_real_sandbox_events_in_any_order_and_twice_start_one_run(
     prefect_app: Flask, portal_prefect: str, session: Session, portal_sandbox: Any
 ) -> None:
     """Drive a real checkout in the sandbox, then deliver all its events shuffled and duplicated."""
-    from tests.portal.helpers import tiers
+    from tests.factories import tiers
 
     tiers(session)
     user = make_user(session, "ann@example.com")

@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 from core.models import WebhookEvent
 from portal import outbox_sender
 from portal.webhooks.views import HANDLED as WEBHOOK_HANDLED
-from tests.portal.helpers import PASSWORD
+from tests.factories import PASSWORD
+from tests.factories import make_user
 from tests.portal.helpers import WEBHOOK_SECRET
-from tests.portal.helpers import make_user
 from tests.portal.test_authorization_matrix import _url
 from tests.reliability import figures
 from tests.reliability.stripe_deliveries import raw_signature

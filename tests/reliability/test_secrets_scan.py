@@ -28,10 +28,10 @@ from core.settings import DEV_SECRET_KEY
 from core.settings import SANDBOX_KEYS
 from flows.provision import provision
 from portal import outbox_sender
+from tests.factories import PASSWORD
 from tests.flows.conftest import Pipeline
 from tests.portal import prefect_support
 from tests.portal.conftest import portal_settings
-from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import post_event
 from tests.portal.helpers import wizard_to_checkout
 from tests.reliability import figures

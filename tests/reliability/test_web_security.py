@@ -24,12 +24,12 @@ from core.db import Base
 from core.models import AuditLog
 from core.models import Provision
 from core.models import Role
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import tiers
 from tests.portal import prefect_support
-from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import EventFeed
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import tiers
 from tests.portal.helpers import wizard_to_checkout
 from tests.portal.test_authorization_matrix import EXPECTED
 from tests.portal.test_authorization_matrix import _url

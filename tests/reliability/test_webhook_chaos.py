@@ -41,10 +41,10 @@ from portal import billing
 from portal import fulfilment
 from portal import orders
 from portal import outbox_sender
-from tests.portal.helpers import PASSWORD
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
 from tests.portal.helpers import WEBHOOK_SECRET
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
 from tests.portal.helpers import wizard_to_checkout
 from tests.reliability import figures
 from tests.reliability.stripe_deliveries import ABANDONED
