@@ -21,13 +21,13 @@ from flows.refund_order import refund_order
 from portal import create_app
 from portal import orders
 from tasks.refunds import NotRefundableError
-from tests.factories import PASSWORD
 from tests.factories import make_user
 from tests.factories import tiers
 from tests.flows.conftest import Pipeline
 from tests.portal.conftest import portal_settings
 from tests.portal.helpers import EventFeed
 from tests.portal.helpers import post_event
+from tests.portal.helpers import signed_in
 from tests.portal.helpers import wizard_to_checkout
 
 pytestmark = pytest.mark.prefect
@@ -89,8 +89,7 @@ def test_a_losing_second_tab_payment_is_refunded_its_subscription_cancelled_and_
     )
     app = create_app(settings, TESTING=True, WTF_CSRF_ENABLED=False)
     try:
-        web = app.test_client()
-        web.post("/auth/login", data={"email": EMAIL, "password": PASSWORD})
+        web = signed_in(app, EMAIL)
         feed = EventFeed(pipeline.sandbox)
         # Tab one opens a payment page; its expiry fails, so it stays payable.
         first = wizard_to_checkout(web, session, "secondtab")

@@ -18,13 +18,13 @@ from core.models import OutboxMessage
 from core.models import Provision
 from core.models import Role
 from core.models import Tier
-from tests.factories import PASSWORD
 from tests.factories import make_provision
 from tests.factories import make_user
 from tests.factories import set_steps
 from tests.factories import tiers
 from tests.portal import prefect_support
 from tests.portal.helpers import post_event
+from tests.portal.helpers import signed_in
 
 STRIPE_AUTH = {"Authorization": "Bearer sk_test_sandbox"}
 
@@ -36,9 +36,7 @@ def _stripe(sandbox: Any, path: str) -> Any:
 def _admin_client(app: Flask, session: Session) -> Any:
     make_user(session, "boss@example.com", role=Role.ADMIN, name="Boss")
     session.commit()
-    client = app.test_client()
-    client.post("/auth/login", data={"email": "boss@example.com", "password": PASSWORD})
-    return client
+    return signed_in(app, "boss@example.com")
 
 
 @pytest.fixture
@@ -327,8 +325,7 @@ def test_refund_and_cancel_a_failed_provision(
     rows = tiers(session)
     make_user(session, "ann@example.com")
     session.commit()
-    student = app.test_client()
-    student.post("/auth/login", data={"email": "ann@example.com", "password": PASSWORD})
+    student = signed_in(app, "ann@example.com")
     student.post("/wizard/package", data={"tier_id": rows["starter"].id})
     student.post("/wizard/domains", data={"action": "search", "brand": "refundco"})
     page = student.get("/wizard/domains").get_data(as_text=True)

@@ -23,6 +23,7 @@ from tests.factories import make_provision
 from tests.factories import make_user
 from tests.factories import set_steps
 from tests.portal import prefect_support
+from tests.portal.helpers import signed_in
 
 
 @pytest.fixture
@@ -218,10 +219,7 @@ def test_refresh_starts_one_run_per_cooldown(
     user = make_user(session, "ann@example.com")
     provision = make_provision(session, user, status="active")
     session.commit()
-    client = app.test_client()
-    client.post(
-        "/auth/login", data={"email": "ann@example.com", "password": "correct-horse-battery"}
-    )
+    client = signed_in(app, "ann@example.com")
     before = prefect_support.run_ids(portal_prefect, "refresh-dashboard/on-demand")
     first = client.post("/dashboard/refresh", follow_redirects=True)
     assert "Refreshing your numbers" in first.get_data(as_text=True)

@@ -24,6 +24,7 @@ from core.models import Tier
 from portal import orders
 from tests.factories import make_user
 from tests.factories import tiers
+from tests.portal.helpers import AuthActions
 from tests.portal.helpers import EventFeed
 from tests.portal.helpers import event
 from tests.portal.helpers import post_event
@@ -141,7 +142,7 @@ def test_a_signed_event_for_a_session_stripe_never_made_changes_nothing(
     tiers(session)
     user = make_user(session, f"ann{uuid.uuid4().hex[:6]}@example.com")
     session.commit()
-    client.post("/auth/login", data={"email": user.email, "password": "correct-horse-battery"})
+    AuthActions(client).login(user.email)
     real = wizard_to_checkout(client, session, "forgedbrand")
     provision = _provision(session, user)
     tier = session.get(Tier, provision.tier_id)

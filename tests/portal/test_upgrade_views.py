@@ -19,12 +19,12 @@ from core.models import Tier
 from core.models import Upgrade
 from core.models import WizardDraft
 from portal import outbox_sender
-from tests.factories import PASSWORD
 from tests.factories import make_provision
 from tests.factories import make_user
 from tests.factories import tiers
 from tests.portal import prefect_support
 from tests.portal.helpers import post_event
+from tests.portal.helpers import signed_in
 
 STRIPE_AUTH = {"Authorization": "Bearer sk_test_sandbox"}
 
@@ -49,8 +49,7 @@ def active_student(
     make_user(session, "ann@example.com")
     session.commit()
     app = app_factory(prefect_api_url=portal_prefect)
-    client = app.test_client()
-    client.post("/auth/login", data={"email": "ann@example.com", "password": PASSWORD})
+    client = signed_in(app, "ann@example.com")
     client.post("/wizard/package", data={"tier_id": tier_rows["starter"].id})
     _add_from_page(client, "/wizard/domains", "upgradeco", 3)
     client.post("/wizard/domains", data={"action": "continue"})

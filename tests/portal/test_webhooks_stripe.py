@@ -25,11 +25,13 @@ from portal import outbox_sender
 from tests.factories import make_provision
 from tests.factories import make_user
 from tests.portal import prefect_support
+from tests.portal.helpers import AuthActions
 from tests.portal.helpers import EventFeed
 from tests.portal.helpers import checkout_session
 from tests.portal.helpers import event
 from tests.portal.helpers import post_event
 from tests.portal.helpers import sign
+from tests.portal.helpers import signed_in
 from tests.portal.helpers import wizard_to_checkout
 
 PROVISION = "provision/on-demand"
@@ -193,9 +195,7 @@ def _paid_checkout(client: Any, session: Session, sandbox: Any, brand: str) -> s
     """Sign in, walk the wizard and pay by card in the sandbox; return the session id."""
     make_user(session, "ann@example.com")
     session.commit()
-    client.post(
-        "/auth/login", data={"email": "ann@example.com", "password": "correct-horse-battery"}
-    )
+    AuthActions(client).login("ann@example.com")
     sid = wizard_to_checkout(client, session, brand)
     sandbox.control(
         "POST", f"/stripe/checkout/{sid}/complete", json={"method": "card"}
@@ -460,10 +460,7 @@ def test_real_sandbox_events_in_any_order_and_twice_start_one_run(
     tiers(session)
     user = make_user(session, "ann@example.com")
     session.commit()
-    client = prefect_app.test_client()
-    client.post(
-        "/auth/login", data={"email": "ann@example.com", "password": "correct-horse-battery"}
-    )
+    client = signed_in(prefect_app, "ann@example.com")
     starter = next(t for t in tiers(session).values() if t.slug == "starter")
     client.post("/wizard/package", data={"tier_id": starter.id})
     client.post("/wizard/domains", data={"action": "search", "brand": "shuffleco"})
@@ -523,10 +520,7 @@ def test_failed_bank_debit_then_card_payment_provisions_once(
 
     user = make_user(session, "ann@example.com")
     session.commit()
-    client = prefect_app.test_client()
-    client.post(
-        "/auth/login", data={"email": "ann@example.com", "password": "correct-horse-battery"}
-    )
+    client = signed_in(prefect_app, "ann@example.com")
     feed = EventFeed(portal_sandbox)
     before = prefect_support.run_ids(portal_prefect, PROVISION)
     first = wizard_to_checkout(client, session, "bankdebit")
@@ -571,10 +565,7 @@ def test_bank_debit_that_clears_starts_provisioning(
 
     make_user(session, "ann@example.com")
     session.commit()
-    client = prefect_app.test_client()
-    client.post(
-        "/auth/login", data={"email": "ann@example.com", "password": "correct-horse-battery"}
-    )
+    client = signed_in(prefect_app, "ann@example.com")
     feed = EventFeed(portal_sandbox)
     before = prefect_support.run_ids(portal_prefect, PROVISION)
     sid = wizard_to_checkout(client, session, "slowbank")
