@@ -26,6 +26,8 @@ from tests.factories import tiers
 from tests.flows.conftest import Pipeline
 from tests.portal.conftest import portal_settings
 from tests.portal.helpers import EventFeed
+from tests.portal.helpers import keep_payable
+from tests.portal.helpers import pay
 from tests.portal.helpers import post_event
 from tests.portal.helpers import signed_in
 from tests.portal.helpers import wizard_to_checkout
@@ -45,14 +47,6 @@ def _stripe(pipeline: Pipeline, path: str, **params: Any) -> dict[str, Any]:
         timeout=10,
     )
     response.raise_for_status()
-    return dict(response.json())
-
-
-def _pay(pipeline: Pipeline, checkout_id: str) -> dict[str, Any]:
-    response = pipeline.sandbox.control(
-        "POST", f"/stripe/checkout/{checkout_id}/complete", json={"method": "card"}
-    )
-    assert response.status_code == 200, response.text
     return dict(response.json())
 
 
@@ -93,14 +87,7 @@ def test_a_losing_second_tab_payment_is_refunded_its_subscription_cancelled_and_
         feed = EventFeed(pipeline.sandbox)
         # Tab one opens a payment page; its expiry fails, so it stays payable.
         first = wizard_to_checkout(web, session, "secondtab")
-        pipeline.sandbox.add_fault(
-            vendor="stripe",
-            method="POST",
-            path=f"/v1/checkout/sessions/{first}/expire",
-            kind="status",
-            status=500,
-            times=None,
-        )
+        keep_payable(pipeline.sandbox, first)
         # Tab two changes the address patterns and pays first.
         web.post(
             "/wizard/mailboxes",
@@ -114,9 +101,9 @@ def test_a_losing_second_tab_payment_is_refunded_its_subscription_cancelled_and_
         )
         second = web.post("/wizard/review").headers["Location"].rsplit("/", 1)[1]
         assert second != first
-        winner = _pay(pipeline, second)
+        winner = pay(pipeline.sandbox, second)
         assert _deliver(web, feed)["checkout.session.completed"] == "started"
-        loser = _pay(pipeline, first)
+        loser = pay(pipeline.sandbox, first)
         assert _deliver(web, feed)["checkout.session.completed"] == "refund_queued"
 
         session.expire_all()

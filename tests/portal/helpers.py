@@ -1,10 +1,11 @@
-"""Test helpers that drive the portal over HTTP: sign-ins, signed Stripe events, the wizard walk."""
+"""Test helpers that drive the portal over HTTP: sign-ins, the wizard walk, Stripe payments and events."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import re
 import time
 from typing import Any
 
@@ -106,18 +107,22 @@ def post_event(client: Any, body: bytes, **kwargs: Any) -> Any:
     )
 
 
+def add_found_domains(client: Any, url: str, brand: str, count: int) -> list[str]:
+    """Search ``brand`` on a domains page (wizard or upgrade) and add the first ``count`` names."""
+    client.post(url, data={"action": "search", "brand": brand})
+    page = client.get(url).get_data(as_text=True)
+    names = re.findall(r'value="add"><input type="hidden" name="name" value="([^"]+)"', page)
+    for name in names[:count]:
+        client.post(url, data={"action": "add", "name": name})
+    return names[:count]
+
+
 def wizard_to_checkout(client: Any, session: Session, brand: str) -> str:
     """Walk a signed-in student through the wizard; return the Checkout Session id."""
-    import re
-
     starter = tiers(session)["starter"]
     session.commit()
     client.post("/wizard/package", data={"tier_id": starter.id})
-    client.post("/wizard/domains", data={"action": "search", "brand": brand})
-    page = client.get("/wizard/domains").get_data(as_text=True)
-    pattern = r'value="add"><input type="hidden" name="name" value="([^"]+)"'
-    for name in re.findall(pattern, page)[: starter.domain_count]:
-        client.post("/wizard/domains", data={"action": "add", "name": name})
+    add_found_domains(client, "/wizard/domains", brand, starter.domain_count)
     client.post("/wizard/domains", data={"action": "continue"})
     client.post(
         "/wizard/mailboxes",
@@ -131,6 +136,35 @@ def wizard_to_checkout(client: Any, session: Session, brand: str) -> str:
     )
     location = client.post("/wizard/review").headers["Location"]
     return str(location.rsplit("/", 1)[1])
+
+
+def pay(sandbox: Any, checkout_id: str, method: str = "card") -> dict[str, Any]:
+    """Complete a Checkout Session at the sandbox's Stripe as the student would; return its answer."""
+    response = sandbox.control(
+        "POST", f"/stripe/checkout/{checkout_id}/complete", json={"method": method}
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def keep_payable(sandbox: Any, checkout_id: str) -> None:
+    """Stripe does not answer the best-effort expiry of this session (it stays payable)."""
+    sandbox.add_fault(
+        vendor="stripe",
+        method="POST",
+        path=f"/v1/checkout/sessions/{checkout_id}/expire",
+        kind="status",
+        status=500,
+        times=None,
+    )
+
+
+def paid_order(client: Any, session: Session, sandbox: Any, brand: str) -> str:
+    """Walk the wizard, pay by card and deliver Stripe's events; return the Checkout Session id."""
+    checkout_id = wizard_to_checkout(client, session, brand)
+    pay(sandbox, checkout_id)
+    EventFeed(sandbox).deliver(client)
+    return checkout_id
 
 
 class EventFeed:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 import httpx
@@ -23,7 +21,7 @@ from tests.factories import make_user
 from tests.factories import set_steps
 from tests.factories import tiers
 from tests.portal import prefect_support
-from tests.portal.helpers import post_event
+from tests.portal.helpers import paid_order
 from tests.portal.helpers import signed_in
 
 STRIPE_AUTH = {"Authorization": "Bearer sk_test_sandbox"}
@@ -322,34 +320,10 @@ def test_refund_and_cancel_a_failed_provision(
     app_factory: Any, portal_prefect: str, session: Session, portal_sandbox: Any
 ) -> None:
     app = app_factory(prefect_api_url=portal_prefect)
-    rows = tiers(session)
     make_user(session, "ann@example.com")
     session.commit()
     student = signed_in(app, "ann@example.com")
-    student.post("/wizard/package", data={"tier_id": rows["starter"].id})
-    student.post("/wizard/domains", data={"action": "search", "brand": "refundco"})
-    page = student.get("/wizard/domains").get_data(as_text=True)
-    for name in re.findall(r'value="add"><input type="hidden" name="name" value="([^"]+)"', page)[
-        :3
-    ]:
-        student.post("/wizard/domains", data={"action": "add", "name": name})
-    student.post("/wizard/domains", data={"action": "continue"})
-    student.post(
-        "/wizard/mailboxes",
-        data={
-            "first_name": "Ann",
-            "last_name": "Lee",
-            "pattern_0": "{first}",
-            "pattern_1": "{last}",
-            "action": "continue",
-        },
-    )
-    session_id = student.post("/wizard/review").headers["Location"].rsplit("/", 1)[1]
-    portal_sandbox.control(
-        "POST", f"/stripe/checkout/{session_id}/complete", json={"method": "card"}
-    ).raise_for_status()
-    for e in portal_sandbox.control("GET", "/stripe/events").json()["events"]:
-        post_event(student, json.dumps(e).encode())
+    paid_order(student, session, portal_sandbox, "refundco")
     provision = session.scalars(select(Provision)).one()
     provision.status = "failed"
     provision.remedy = "refund"

@@ -30,9 +30,8 @@ from tests.factories import make_user
 from tests.factories import tiers
 from tests.portal import prefect_support
 from tests.portal.helpers import AuthActions
-from tests.portal.helpers import EventFeed
+from tests.portal.helpers import paid_order
 from tests.portal.helpers import signed_in
-from tests.portal.helpers import wizard_to_checkout
 from tests.portal.test_authorization_matrix import EXPECTED
 from tests.portal.test_authorization_matrix import _url
 from tests.reliability import figures
@@ -364,10 +363,7 @@ def test_every_admin_action_writes_an_audit_row(
     ann = make_user(session, "ann@example.com")
     session.commit()
     AuthActions(student).login("ann@example.com")
-    feed = EventFeed(portal_sandbox)
-    sid = wizard_to_checkout(student, session, "auditco")
-    portal_sandbox.control("POST", f"/stripe/checkout/{sid}/complete", json={"method": "card"})
-    feed.deliver(student)
+    paid_order(student, session, portal_sandbox, "auditco")
     paid = session.scalars(select(Provision).where(Provision.user_id == ann.id)).one()
     paid.status, paid.remedy = "failed", "refund"
     # A failed run to retry, and an unpaid order to cancel.
