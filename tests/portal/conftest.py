@@ -11,8 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from core.models import User
 from core.settings import Settings
 from portal import create_app
+from tests.factories import make_user
 from tests.portal.helpers import AuthActions
 
 
@@ -84,3 +86,12 @@ def client(app: Flask) -> FlaskClient:
 def auth(client: FlaskClient) -> AuthActions:
     """AuthActions on ``client``."""
     return AuthActions(client)
+
+
+@pytest.fixture
+def ann(session: Session, auth: AuthActions) -> User:
+    """A student, ann@example.com, signed in on ``client``."""
+    user = make_user(session, "ann@example.com")
+    session.commit()
+    auth.login("ann@example.com")
+    return user

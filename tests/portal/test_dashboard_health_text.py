@@ -14,16 +14,6 @@ from core.health import HealthLabel
 from core.models import Mailbox
 from tests.factories import add_snapshots
 from tests.factories import make_provision
-from tests.factories import make_user
-
-
-@pytest.fixture
-def ann(session: Session, auth: Any) -> Any:
-    """A signed-in student."""
-    user = make_user(session, "ann@example.com")
-    session.commit()
-    auth.login("ann@example.com")
-    return user
 
 
 @pytest.mark.parametrize("label", [HealthLabel.AT_RISK, HealthLabel.BURNED])

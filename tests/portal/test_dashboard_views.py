@@ -26,15 +26,6 @@ from tests.portal import prefect_support
 from tests.portal.helpers import signed_in
 
 
-@pytest.fixture
-def ann(session: Session, auth: Any) -> Any:
-    """A signed-in student."""
-    user = make_user(session, "ann@example.com")
-    session.commit()
-    auth.login("ann@example.com")
-    return user
-
-
 def test_progress_json_for_a_paid_order_just_started(
     client: Any, ann: Any, session: Session
 ) -> None:
