@@ -16,7 +16,7 @@ from core.models import Tier
 from core.models import User
 from core.passwords import verify_password
 from core.settings import Settings
-from tests.factories import make_provision
+from tests.factories import ProvisionFactory
 
 
 @pytest.fixture
@@ -91,9 +91,9 @@ def test_rotate_data_keys_reseals_stored_secrets(
     engine = make_engine(cli_settings.database_url)
     factory = make_sessionmaker(engine)
     with factory() as session:
-        make_provision(
-            session,
-            "a@example.com",
+        ProvisionFactory(
+            session=session,
+            user__email="a@example.com",
             plusvibe_client_password_enc=SecretBox([old_key]).seal("pw-123"),
         )
         session.commit()

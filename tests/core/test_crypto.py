@@ -10,7 +10,7 @@ from core.crypto import SecretBox
 from core.crypto import SecretBoxError
 from core.crypto import generate_key
 from core.models import Provision
-from tests.factories import make_provision
+from tests.factories import ProvisionFactory
 
 PASSWORD = "PlusVibe-One-Time-Pa55!"
 
@@ -63,8 +63,10 @@ def test_invalid_key_is_refused_without_echoing_it() -> None:
 
 def test_stored_column_holds_no_plaintext(backend_session: Session) -> None:
     box = SecretBox([generate_key()])
-    provision = make_provision(
-        backend_session, "a@example.com", plusvibe_client_password_enc=box.seal(PASSWORD)
+    provision = ProvisionFactory(
+        session=backend_session,
+        user__email="a@example.com",
+        plusvibe_client_password_enc=box.seal(PASSWORD),
     )
     backend_session.commit()
 

@@ -17,11 +17,11 @@ from core.models import Provision
 from core.models import ProvisioningStep
 from core.models import Tier
 from core.models import WebhookEvent
-from tests.factories import make_provision
+from tests.factories import ProvisionFactory
 
 
 def test_second_provision_for_a_student_is_refused(backend_session: Session) -> None:
-    first = make_provision(backend_session, "a@example.com")
+    first = ProvisionFactory(session=backend_session, user__email="a@example.com")
     backend_session.commit()
     backend_session.add(Provision(user_id=first.user_id, tier_id=first.tier_id))
     with pytest.raises(IntegrityError):
@@ -29,8 +29,8 @@ def test_second_provision_for_a_student_is_refused(backend_session: Session) -> 
 
 
 def test_domain_names_are_unique_across_students(backend_session: Session) -> None:
-    alice = make_provision(backend_session, "alice@example.com")
-    bob = make_provision(backend_session, "bob@example.com")
+    alice = ProvisionFactory(session=backend_session, user__email="alice@example.com")
+    bob = ProvisionFactory(session=backend_session, user__email="bob@example.com")
     backend_session.add(Domain(provision=alice, name="acme.com"))
     backend_session.commit()
     backend_session.add(Domain(provision=bob, name="acme.com"))
@@ -39,7 +39,7 @@ def test_domain_names_are_unique_across_students(backend_session: Session) -> No
 
 
 def test_mailbox_addresses_are_unique(backend_session: Session) -> None:
-    provision = make_provision(backend_session, "a@example.com")
+    provision = ProvisionFactory(session=backend_session, user__email="a@example.com")
     domain = Domain(provision=provision, name="acme.com")
     backend_session.add(domain)
     backend_session.add(
@@ -61,10 +61,12 @@ def test_mailbox_addresses_are_unique(backend_session: Session) -> None:
     "field", ["stripe_checkout_session_id", "stripe_subscription_id", "stripe_customer_id"]
 )
 def test_stripe_ids_are_unique(backend_session: Session, field: str) -> None:
-    make_provision(backend_session, "a@example.com", **{field: "cs_test_123"})
+    ProvisionFactory(session=backend_session, user__email="a@example.com", **{field: "cs_test_123"})
     backend_session.commit()
     with pytest.raises(IntegrityError):
-        make_provision(backend_session, "b@example.com", **{field: "cs_test_123"})
+        ProvisionFactory(
+            session=backend_session, user__email="b@example.com", **{field: "cs_test_123"}
+        )
 
 
 def test_a_webhook_event_is_stored_once_per_provider(backend_session: Session) -> None:
@@ -78,7 +80,7 @@ def test_a_webhook_event_is_stored_once_per_provider(backend_session: Session) -
 
 
 def test_step_keys_are_unique_per_provision(backend_session: Session) -> None:
-    provision = make_provision(backend_session, "a@example.com")
+    provision = ProvisionFactory(session=backend_session, user__email="a@example.com")
     backend_session.add(ProvisioningStep(provision=provision, step_key="buy_domains"))
     backend_session.commit()
     backend_session.add(ProvisioningStep(provision=provision, step_key="buy_domains"))
@@ -88,7 +90,7 @@ def test_step_keys_are_unique_per_provision(backend_session: Session) -> None:
 
 def test_unknown_provision_status_is_refused(backend_session: Session) -> None:
     with pytest.raises(IntegrityError):
-        make_provision(backend_session, "a@example.com", status="exploded")
+        ProvisionFactory(session=backend_session, user__email="a@example.com", status="exploded")
 
 
 def test_a_tier_cannot_exceed_five_mailboxes_per_domain(backend_session: Session) -> None:
@@ -108,7 +110,7 @@ def test_a_tier_cannot_exceed_five_mailboxes_per_domain(backend_session: Session
 
 def test_timestamps_are_stored_and_returned_in_utc(backend_session: Session) -> None:
     paid = datetime(2026, 11, 26, 12, 0, tzinfo=timezone(timedelta(hours=2)))
-    provision = make_provision(backend_session, "a@example.com", paid_at=paid)
+    provision = ProvisionFactory(session=backend_session, user__email="a@example.com", paid_at=paid)
     backend_session.commit()
     backend_session.expire_all()
     reloaded = backend_session.get(Provision, provision.id)
@@ -121,11 +123,13 @@ def test_timestamps_are_stored_and_returned_in_utc(backend_session: Session) -> 
 
 def test_naive_datetimes_are_refused(backend_session: Session) -> None:
     with pytest.raises(Exception, match="naive datetime"):
-        make_provision(backend_session, "a@example.com", paid_at=datetime(2026, 1, 1))
+        ProvisionFactory(
+            session=backend_session, user__email="a@example.com", paid_at=datetime(2026, 1, 1)
+        )
 
 
 def test_a_cancelled_provision_cannot_be_moved_out_of_cancelled(backend_session: Session) -> None:
-    provision = make_provision(backend_session, email="gone@student.test")
+    provision = ProvisionFactory(session=backend_session, user__email="gone@student.test")
     provision.status = "cancelled"
     backend_session.commit()
 

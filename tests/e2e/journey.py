@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.portal.helpers import PASSWORD
+from tests.factories import PASSWORD
 
 
 def buy_through_wizard(

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from core.models import Notification
 from tests.e2e.conftest import serving_portal
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
 
 pytestmark = [pytest.mark.browser]
 

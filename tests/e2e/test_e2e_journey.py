@@ -30,10 +30,10 @@ from core.models import Role
 from core.models import WarmupSnapshot
 from core.pipeline import PROVISION_STEPS
 from tests.e2e.journey import buy_through_wizard
+from tests.factories import PASSWORD
+from tests.factories import make_user
+from tests.factories import tiers
 from tests.portal import prefect_support
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
-from tests.portal.helpers import tiers
 
 pytestmark = [pytest.mark.browser, pytest.mark.prefect]
 

@@ -21,8 +21,8 @@ from core.models import Notification
 from core.models import Role
 from core.models import User
 from tests.e2e.test_accounts_journey import portal  # noqa: F401 - the same portal fixture
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_user
 from tests.portal.helpers import tiers
 
 pytestmark = [pytest.mark.browser]

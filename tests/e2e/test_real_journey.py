@@ -22,9 +22,9 @@ from core.models import Provision
 from core.models import Role
 from core.models import WarmupSnapshot
 from tests.e2e.journey import buy_through_wizard
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
-from tests.portal.helpers import tiers
+from tests.factories import PASSWORD
+from tests.factories import make_user
+from tests.factories import tiers
 
 pytestmark = [pytest.mark.browser, pytest.mark.prefect]
 

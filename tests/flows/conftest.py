@@ -1,4 +1,4 @@
-"""Fixtures for flow tests: a real Prefect server, the sandbox, and paid provisions to run."""
+"""Fixtures for flow tests: a real Prefect server, the sandbox, paid provisions to run, a worker."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from core.models import DomainCheck
 from core.settings import Settings
 from tasks import runtime
 from tests.factories import make_paid_provision
+from tests.support.worker import running_worker
 
 FAST_SANDBOX = {"domain_activation_s": 1.0, "mailbox_activation_s": 1.0, "export_delay_s": 1.0}
 
@@ -159,3 +160,12 @@ def fast_limits(pipeline: Pipeline) -> Iterator[None]:
         for vendor in VENDOR_LIMITS:
             client.delete_global_concurrency_limit_by_name(vendor.name)
     ensure_limits()
+
+
+@pytest.fixture
+def worker(pipeline: Pipeline, prefect_api: str, tmp_path: Path) -> Iterator[Any]:
+    """A process worker running prefect.yaml's deployments with this test's settings."""
+    home = tmp_path / "worker-home"
+    home.mkdir()
+    with running_worker(prefect_api, pipeline.settings, home, tmp_path / "worker-results") as proc:
+        yield proc

@@ -27,10 +27,11 @@ from portal import create_app
 from tasks import cancellation
 from tasks import runtime
 from tasks.cancellation import CANCEL_STEPS
+from tests.factories import PASSWORD
+from tests.factories import make_user
 from tests.flows.conftest import Pipeline
 from tests.portal.conftest import portal_settings
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
+from tests.portal.helpers import signed_in
 
 pytestmark = pytest.mark.prefect
 
@@ -180,8 +181,7 @@ def test_cancellation_switches_everything_off_retries_safely_and_keeps_the_data(
     )
     app = create_app(settings, TESTING=True, WTF_CSRF_ENABLED=False)
     try:
-        web = app.test_client()
-        web.post("/auth/login", data={"email": "tim@student.test", "password": PASSWORD})
+        web = signed_in(app, "tim@student.test")
         page = web.get("/dashboard")
         assert page.status_code == 200
         assert session.get(Provision, provision_id).domains[0].name in page.get_data(as_text=True)

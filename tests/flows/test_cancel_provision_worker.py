@@ -4,8 +4,6 @@ live (suspended, waiting for its domains): the run is stopped first, nothing mor
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -18,19 +16,9 @@ from flows.sweep_waiting import sweep_waiting
 from tasks import runtime
 from tests.flows.conftest import Pipeline
 from tests.support.worker import read_run
-from tests.support.worker import running_worker
 from tests.support.worker import wait_for
 
 pytestmark = pytest.mark.prefect
-
-
-@pytest.fixture
-def worker(pipeline: Pipeline, prefect_api: str, tmp_path: Path) -> Iterator[Any]:
-    """A process worker running prefect.yaml's deployments with this test's settings."""
-    home = tmp_path / "worker-home"
-    home.mkdir()
-    with running_worker(prefect_api, pipeline.settings, home, tmp_path / "worker-results") as proc:
-        yield proc
 
 
 def final_state(run_id: UUID, timeout_s: float = 180) -> Any:

@@ -24,8 +24,8 @@ from tasks import notifications
 from tasks import runtime
 from tasks.pipeline import mark_provision_failed
 from tests.factories import make_paid_provision
+from tests.factories import make_user
 from tests.flows.conftest import Pipeline
-from tests.portal.helpers import make_user
 from tests.support.smtp import RecordingHandler
 from tests.support.smtp import smtp_server
 

@@ -7,8 +7,6 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -24,20 +22,10 @@ from flows.sweep_waiting import sweep_waiting
 from tests.flows.conftest import Pipeline
 from tests.support.worker import flow_run_processes
 from tests.support.worker import read_run
-from tests.support.worker import running_worker
 from tests.support.worker import wait_for
 
 pytestmark = pytest.mark.prefect
 FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
-
-
-@pytest.fixture
-def worker(pipeline: Pipeline, prefect_api: str, tmp_path: Path) -> Iterator[Any]:
-    """A process worker running prefect.yaml's deployments with this test's settings."""
-    home = tmp_path / "worker-home"
-    home.mkdir()
-    with running_worker(prefect_api, pipeline.settings, home, tmp_path / "worker-results") as proc:
-        yield proc
 
 
 def start(provision_id: int, key: str | None = None) -> UUID:

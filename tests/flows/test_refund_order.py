@@ -21,13 +21,15 @@ from flows.refund_order import refund_order
 from portal import create_app
 from portal import orders
 from tasks.refunds import NotRefundableError
+from tests.factories import make_user
+from tests.factories import tiers
 from tests.flows.conftest import Pipeline
 from tests.portal.conftest import portal_settings
-from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import EventFeed
-from tests.portal.helpers import make_user
+from tests.portal.helpers import keep_payable
+from tests.portal.helpers import pay
 from tests.portal.helpers import post_event
-from tests.portal.helpers import tiers
+from tests.portal.helpers import signed_in
 from tests.portal.helpers import wizard_to_checkout
 
 pytestmark = pytest.mark.prefect
@@ -45,14 +47,6 @@ def _stripe(pipeline: Pipeline, path: str, **params: Any) -> dict[str, Any]:
         timeout=10,
     )
     response.raise_for_status()
-    return dict(response.json())
-
-
-def _pay(pipeline: Pipeline, checkout_id: str) -> dict[str, Any]:
-    response = pipeline.sandbox.control(
-        "POST", f"/stripe/checkout/{checkout_id}/complete", json={"method": "card"}
-    )
-    assert response.status_code == 200, response.text
     return dict(response.json())
 
 
@@ -89,19 +83,11 @@ def test_a_losing_second_tab_payment_is_refunded_its_subscription_cancelled_and_
     )
     app = create_app(settings, TESTING=True, WTF_CSRF_ENABLED=False)
     try:
-        web = app.test_client()
-        web.post("/auth/login", data={"email": EMAIL, "password": PASSWORD})
+        web = signed_in(app, EMAIL)
         feed = EventFeed(pipeline.sandbox)
         # Tab one opens a payment page; its expiry fails, so it stays payable.
         first = wizard_to_checkout(web, session, "secondtab")
-        pipeline.sandbox.add_fault(
-            vendor="stripe",
-            method="POST",
-            path=f"/v1/checkout/sessions/{first}/expire",
-            kind="status",
-            status=500,
-            times=None,
-        )
+        keep_payable(pipeline.sandbox, first)
         # Tab two changes the address patterns and pays first.
         web.post(
             "/wizard/mailboxes",
@@ -115,9 +101,9 @@ def test_a_losing_second_tab_payment_is_refunded_its_subscription_cancelled_and_
         )
         second = web.post("/wizard/review").headers["Location"].rsplit("/", 1)[1]
         assert second != first
-        winner = _pay(pipeline, second)
+        winner = pay(pipeline.sandbox, second)
         assert _deliver(web, feed)["checkout.session.completed"] == "started"
-        loser = _pay(pipeline, first)
+        loser = pay(pipeline.sandbox, first)
         assert _deliver(web, feed)["checkout.session.completed"] == "refund_queued"
 
         session.expire_all()

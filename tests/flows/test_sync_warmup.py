@@ -44,7 +44,7 @@ from flows.sync_warmup import sync_warmup
 from tasks import pacing
 from tasks import warmup_sync
 from tasks.limits import PLUSVIBE
-from tests.factories import make_provision
+from tests.factories import ProvisionFactory
 from tests.flows.conftest import Pipeline
 from tests.support.worker import app_env
 
@@ -64,8 +64,11 @@ def seeded_provision(
     )
     response.raise_for_status()
     workspace_id = response.json()["workspaces"][0]["workspace_id"]
-    provision = make_provision(
-        pipeline.session, f"{name}@student.test", status=status, plusvibe_workspace_id=workspace_id
+    provision = ProvisionFactory(
+        session=pipeline.session,
+        user__email=f"{name}@student.test",
+        status=status,
+        plusvibe_workspace_id=workspace_id,
     )
     domain = Domain(
         provision=provision, name=f"{name}.com", status="ACTIVE", purchase_state="purchased"
@@ -217,18 +220,18 @@ def test_runs_that_died_outside_the_portal_are_mirrored_and_waiting_ones_left_al
         "retrying": run_in_state(AwaitingRetry()),
     }
     ids = {
-        name: make_provision(
-            pipeline.session,
-            f"{name}@student.test",
+        name: ProvisionFactory(
+            session=pipeline.session,
+            user__email=f"{name}@student.test",
             status="provisioning",
             current_flow_run_id=run_id,
         ).id
         for name, run_id in runs.items()
     }
     upgrade_run = run_in_state(Crashed(message="worker lost"))
-    upgrading = make_provision(
-        pipeline.session,
-        "upgrading@student.test",
+    upgrading = ProvisionFactory(
+        session=pipeline.session,
+        user__email="upgrading@student.test",
         status="upgrading",
         current_flow_run_id=upgrade_run,
     )

@@ -8,8 +8,6 @@ changes. Reruns, faults and retries never pay twice; unpaid or unknown upgrades 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -43,7 +41,6 @@ from tasks.upgrade import mark_upgrade_failed
 from tests.factories import make_paid_provision
 from tests.flows.conftest import Pipeline
 from tests.support.worker import read_run
-from tests.support.worker import running_worker
 from tests.support.worker import wait_for
 
 # Vendor pacing is lifted where flows run (fast_limits): the limits are tested elsewhere.
@@ -318,15 +315,6 @@ def test_a_run_that_died_before_claiming_still_frees_the_account(pipeline: Pipel
     assert left.status_reason.startswith("start:")
     (notice,) = session.scalars(select(Notification)).all()
     assert notice.key.startswith(f"upgrade-failed:{upgrade_id}:") and "keep working" in notice.body
-
-
-@pytest.fixture
-def worker(pipeline: Pipeline, prefect_api: str, tmp_path: Path) -> Iterator[Any]:
-    """A process worker running prefect.yaml's deployments with this test's settings."""
-    home = tmp_path / "worker-home"
-    home.mkdir()
-    with running_worker(prefect_api, pipeline.settings, home, tmp_path / "worker-results") as proc:
-        yield proc
 
 
 def drive(run_id: UUID, *, timeout_s: float = 180) -> Any:

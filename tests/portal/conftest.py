@@ -11,9 +11,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from core.models import User
 from core.settings import Settings
 from portal import create_app
-from tests.portal.helpers import PASSWORD
+from tests.factories import make_user
+from tests.portal.helpers import AuthActions
 
 
 @pytest.fixture
@@ -80,24 +82,16 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-class AuthActions:
-    """Sign in and out through the real form."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self._client = client
-
-    def login(self, email: str, password: str = PASSWORD, **kwargs: Any) -> Any:
-        """POST the sign-in form."""
-        return self._client.post(
-            "/auth/login", data={"email": email, "password": password, **kwargs}
-        )
-
-    def logout(self) -> Any:
-        """POST the sign-out form."""
-        return self._client.post("/auth/logout")
-
-
 @pytest.fixture
 def auth(client: FlaskClient) -> AuthActions:
     """AuthActions on ``client``."""
     return AuthActions(client)
+
+
+@pytest.fixture
+def ann(session: Session, auth: AuthActions) -> User:
+    """A student, ann@example.com, signed in on ``client``."""
+    user = make_user(session, "ann@example.com")
+    session.commit()
+    auth.login("ann@example.com")
+    return user

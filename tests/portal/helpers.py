@@ -1,148 +1,47 @@
-"""Test helpers for the portal: users with real passwords, signed Stripe events, DB rows."""
+"""Test helpers that drive the portal over HTTP: sign-ins, the wizard walk, Stripe payments and events."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import re
 import time
-from datetime import date
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
-from werkzeug.security import generate_password_hash
 
-from core.crud import seed_default_tiers
-from core.db import utcnow
-from core.models import Domain
-from core.models import Mailbox
 from core.models import Provision
-from core.models import ProvisioningStep
-from core.models import Role
-from core.models import Tier
-from core.models import User
-from core.models import WarmupSnapshot
-from core.pipeline import PROVISION_STEPS
+from tests.factories import PASSWORD
+from tests.factories import tiers
 
-PASSWORD = "correct-horse-battery"
-# Real scrypt hashes, with cheap parameters: werkzeug reads them from the hash, so sign-ins in tests
-# run the production check without its deliberate cost.
-_HASH = generate_password_hash(PASSWORD, method="scrypt:1024:8:1")
 WEBHOOK_SECRET = "whsec_sandbox"
 
 
-def make_user(session: Session, email: str, *, role: Role = Role.STUDENT, name: str = "") -> User:
-    """A user who can sign in with PASSWORD."""
-    user = User(email=email, password_hash=_HASH, role=role.value, name=name)
-    session.add(user)
-    session.flush()
-    return user
+class AuthActions:
+    """Sign in and out through the real form."""
 
+    def __init__(self, client: FlaskClient) -> None:
+        self._client = client
 
-def tiers(session: Session) -> dict[str, Tier]:
-    """The default tiers, created if missing."""
-    seed_default_tiers(session=session)
-    session.flush()
-    return {t.slug: t for t in session.scalars(select(Tier))}
-
-
-def make_provision(
-    session: Session,
-    user: User,
-    *,
-    tier: str = "starter",
-    status: str = "active",
-    domains: list[str] | None = None,
-    **fields: Any,
-) -> Provision:
-    """A provision with domains (and two mailboxes per domain when it is past payment)."""
-    tier_row = tiers(session)[tier]
-    provision = Provision(
-        user_id=user.id,
-        tier_id=tier_row.id,
-        status=status,
-        sender_first_name="Tim",
-        sender_last_name="Keen",
-        username_patterns=["{first}", "{first}.{last}"],
-        **fields,
-    )
-    session.add(provision)
-    session.flush()
-    slug = user.email.split("@")[0].replace(".", "").replace("+", "")
-    names = domains or [f"try{slug}{i}.com" for i in range(tier_row.domain_count)]
-    for name in names:
-        domain = Domain(provision_id=provision.id, name=name)
-        session.add(domain)
-        session.flush()
-        if status != "pending_payment":
-            domain.status = "ACTIVE"
-            domain.purchase_state = "purchased"
-            domain.dmarc_email = "dmarc@example.com"
-            for username in ("tim", "tim.keen"):
-                session.add(
-                    Mailbox(
-                        domain_id=domain.id,
-                        address=f"{username}@{name}",
-                        username=username,
-                        first_name="Tim",
-                        last_name="Keen",
-                        status="ACTIVE",
-                        warmup_enabled=True,
-                    )
-                )
-    session.flush()
-    return provision
-
-
-def add_snapshots(
-    session: Session, provision: Provision, *, days: int = 20, health: float = 96.0
-) -> None:
-    """Daily warmup numbers for every mailbox, ending today."""
-    today = utcnow().date()
-    boxes = session.scalars(select(Mailbox).join(Domain).where(Domain.provision_id == provision.id))
-    for box in boxes:
-        for offset in range(days):
-            day: date = today - timedelta(days=days - 1 - offset)
-            session.add(
-                WarmupSnapshot(
-                    mailbox_id=box.id,
-                    day=day,
-                    health=min(100.0, health - (days - offset) * 0.2),
-                    reply_rate=28.0 + (offset % 5),
-                    sent=2 + 2 * offset if offset < 14 else 30,
-                    warmup_sent=2 + 2 * offset,
-                )
-            )
-    session.flush()
-
-
-def set_steps(
-    session: Session, provision: Provision, statuses: dict[str, str], **extra: Any
-) -> None:
-    """Write the step mirror rows as the provisioning flow would."""
-    now = utcnow()
-    for position, key in enumerate(PROVISION_STEPS):
-        status = statuses.get(key, "pending")
-        row = session.scalar(
-            select(ProvisioningStep).where(
-                ProvisioningStep.provision_id == provision.id, ProvisioningStep.step_key == key
-            )
+    def login(self, email: str, password: str = PASSWORD, **kwargs: Any) -> Any:
+        """POST the sign-in form."""
+        return self._client.post(
+            "/auth/login", data={"email": email, "password": password, **kwargs}
         )
-        if row is None:
-            row = ProvisioningStep(provision_id=provision.id, step_key=key, position=position)
-            session.add(row)
-        row.status = status
-        if status != "pending":
-            row.attempt = max(row.attempt or 0, 1)
-            row.started_at = row.started_at or now - timedelta(minutes=5)
-        if status in ("completed", "failed"):
-            row.finished_at = now
-        if status == "failed":
-            row.error_message = extra.get("error_message", "We could not create your mailboxes.")
-            row.error_detail = extra.get("error_detail", "ZapmailServerError: 500 boom")
-    session.flush()
+
+    def logout(self) -> Any:
+        """POST the sign-out form."""
+        return self._client.post("/auth/logout")
+
+
+def signed_in(app: Flask, email: str, **kwargs: Any) -> FlaskClient:
+    """A new client of ``app`` that signed in as ``email`` through the real form."""
+    client = app.test_client()
+    AuthActions(client).login(email, **kwargs)
+    return client
 
 
 def sign(body: bytes, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
@@ -204,18 +103,22 @@ def post_event(client: Any, body: bytes, **kwargs: Any) -> Any:
     )
 
 
+def add_found_domains(client: Any, url: str, brand: str, count: int) -> list[str]:
+    """Search ``brand`` on a domains page (wizard or upgrade) and add the first ``count`` names."""
+    client.post(url, data={"action": "search", "brand": brand})
+    page = client.get(url).get_data(as_text=True)
+    names = re.findall(r'value="add"><input type="hidden" name="name" value="([^"]+)"', page)
+    for name in names[:count]:
+        client.post(url, data={"action": "add", "name": name})
+    return names[:count]
+
+
 def wizard_to_checkout(client: Any, session: Session, brand: str) -> str:
     """Walk a signed-in student through the wizard; return the Checkout Session id."""
-    import re
-
     starter = tiers(session)["starter"]
     session.commit()
     client.post("/wizard/package", data={"tier_id": starter.id})
-    client.post("/wizard/domains", data={"action": "search", "brand": brand})
-    page = client.get("/wizard/domains").get_data(as_text=True)
-    pattern = r'value="add"><input type="hidden" name="name" value="([^"]+)"'
-    for name in re.findall(pattern, page)[: starter.domain_count]:
-        client.post("/wizard/domains", data={"action": "add", "name": name})
+    add_found_domains(client, "/wizard/domains", brand, starter.domain_count)
     client.post("/wizard/domains", data={"action": "continue"})
     client.post(
         "/wizard/mailboxes",
@@ -229,6 +132,35 @@ def wizard_to_checkout(client: Any, session: Session, brand: str) -> str:
     )
     location = client.post("/wizard/review").headers["Location"]
     return str(location.rsplit("/", 1)[1])
+
+
+def pay(sandbox: Any, checkout_id: str, method: str = "card") -> dict[str, Any]:
+    """Complete a Checkout Session at the sandbox's Stripe as the student would; return its answer."""
+    response = sandbox.control(
+        "POST", f"/stripe/checkout/{checkout_id}/complete", json={"method": method}
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def keep_payable(sandbox: Any, checkout_id: str) -> None:
+    """Stripe does not answer the best-effort expiry of this session (it stays payable)."""
+    sandbox.add_fault(
+        vendor="stripe",
+        method="POST",
+        path=f"/v1/checkout/sessions/{checkout_id}/expire",
+        kind="status",
+        status=500,
+        times=None,
+    )
+
+
+def paid_order(client: Any, session: Session, sandbox: Any, brand: str) -> str:
+    """Walk the wizard, pay by card and deliver Stripe's events; return the Checkout Session id."""
+    checkout_id = wizard_to_checkout(client, session, brand)
+    pay(sandbox, checkout_id)
+    EventFeed(sandbox).deliver(client)
+    return checkout_id
 
 
 class EventFeed:

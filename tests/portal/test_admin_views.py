@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 import httpx
@@ -18,13 +16,13 @@ from core.models import OutboxMessage
 from core.models import Provision
 from core.models import Role
 from core.models import Tier
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import set_steps
+from tests.factories import tiers
 from tests.portal import prefect_support
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import post_event
-from tests.portal.helpers import set_steps
-from tests.portal.helpers import tiers
+from tests.portal.helpers import paid_order
+from tests.portal.helpers import signed_in
 
 STRIPE_AUTH = {"Authorization": "Bearer sk_test_sandbox"}
 
@@ -36,9 +34,7 @@ def _stripe(sandbox: Any, path: str) -> Any:
 def _admin_client(app: Flask, session: Session) -> Any:
     make_user(session, "boss@example.com", role=Role.ADMIN, name="Boss")
     session.commit()
-    client = app.test_client()
-    client.post("/auth/login", data={"email": "boss@example.com", "password": PASSWORD})
-    return client
+    return signed_in(app, "boss@example.com")
 
 
 @pytest.fixture
@@ -324,35 +320,10 @@ def test_refund_and_cancel_a_failed_provision(
     app_factory: Any, portal_prefect: str, session: Session, portal_sandbox: Any
 ) -> None:
     app = app_factory(prefect_api_url=portal_prefect)
-    rows = tiers(session)
     make_user(session, "ann@example.com")
     session.commit()
-    student = app.test_client()
-    student.post("/auth/login", data={"email": "ann@example.com", "password": PASSWORD})
-    student.post("/wizard/package", data={"tier_id": rows["starter"].id})
-    student.post("/wizard/domains", data={"action": "search", "brand": "refundco"})
-    page = student.get("/wizard/domains").get_data(as_text=True)
-    for name in re.findall(r'value="add"><input type="hidden" name="name" value="([^"]+)"', page)[
-        :3
-    ]:
-        student.post("/wizard/domains", data={"action": "add", "name": name})
-    student.post("/wizard/domains", data={"action": "continue"})
-    student.post(
-        "/wizard/mailboxes",
-        data={
-            "first_name": "Ann",
-            "last_name": "Lee",
-            "pattern_0": "{first}",
-            "pattern_1": "{last}",
-            "action": "continue",
-        },
-    )
-    session_id = student.post("/wizard/review").headers["Location"].rsplit("/", 1)[1]
-    portal_sandbox.control(
-        "POST", f"/stripe/checkout/{session_id}/complete", json={"method": "card"}
-    ).raise_for_status()
-    for e in portal_sandbox.control("GET", "/stripe/events").json()["events"]:
-        post_event(student, json.dumps(e).encode())
+    student = signed_in(app, "ann@example.com")
+    paid_order(student, session, portal_sandbox, "refundco")
     provision = session.scalars(select(Provision)).one()
     provision.status = "failed"
     provision.remedy = "refund"

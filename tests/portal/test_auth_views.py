@@ -25,8 +25,8 @@ from core.settings import Settings
 from portal.auth.policy import common_passwords
 from portal.auth.policy import password_problem
 from tests.core.test_settings import prod
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_user
 
 
 def test_login_page_renders(client: Any) -> None:

@@ -23,9 +23,9 @@ from core.models import Tier
 from core.models import TokenPurpose
 from core.models import User
 from portal.auth.tokens import issue_token
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.portal.helpers import AuthActions
 from tests.reliability import figures
 
 ROLES = ("anonymous", "student_a", "student_b", "admin")
@@ -156,10 +156,7 @@ def _client(app: Flask, role: str) -> Any:
         "admin": "admin@example.com",
     }.get(role)
     if email:
-        assert (
-            client.post("/auth/login", data={"email": email, "password": PASSWORD}).status_code
-            == 302
-        )
+        assert AuthActions(client).login(email).status_code == 302
     return client
 
 
@@ -232,12 +229,7 @@ def test_state_changing_routes_need_a_csrf_token(app_factory: Any, world: dict[s
             pass
         page = client.get("/auth/login").get_data(as_text=True)
         token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
-        assert (
-            client.post(
-                "/auth/login", data={"email": email, "password": PASSWORD, "csrf_token": token}
-            ).status_code
-            == 302
-        )
+        assert AuthActions(client).login(email, csrf_token=token).status_code == 302
         for endpoint, method in posts:
             response = client.open(_url(app, endpoint, world), method=method)
             expected_denied = (

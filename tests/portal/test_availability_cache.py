@@ -17,9 +17,9 @@ from core.db import utcnow
 from core.models import AvailabilityCall
 from core.models import DomainCheck
 from core.models import Tier
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
-from tests.portal.helpers import tiers
+from tests.factories import make_user
+from tests.factories import tiers
+from tests.portal.helpers import signed_in
 
 ROUTE = "POST /v2/domains/available-bulk"
 
@@ -32,8 +32,7 @@ def _bulk_calls(sandbox: Any) -> int:
 def _student_client(app: Flask, session: Session, email: str) -> Any:
     make_user(session, email)
     session.commit()
-    client = app.test_client()
-    client.post("/auth/login", data={"email": email, "password": PASSWORD})
+    client = signed_in(app, email)
     tier_id = session.scalars(select(Tier.id).where(Tier.slug == "starter")).one()
     client.post("/wizard/package", data={"tier_id": tier_id})
     return client

@@ -23,9 +23,9 @@ from core.models import Notification
 from core.models import PasswordToken
 from core.models import Role
 from core.models import User
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
 from tests.reliability.test_web_security import fingerprint
 
 GOOD = "email,first name,last name\nann@example.com,Ann,Lee\nbob@example.com,Bob,Ray\n"

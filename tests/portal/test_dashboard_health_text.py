@@ -12,18 +12,8 @@ from core.db import utcnow
 from core.health import ADVICE
 from core.health import HealthLabel
 from core.models import Mailbox
-from tests.portal.helpers import add_snapshots
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-
-
-@pytest.fixture
-def ann(session: Session, auth: Any) -> Any:
-    """A signed-in student."""
-    user = make_user(session, "ann@example.com")
-    session.commit()
-    auth.login("ann@example.com")
-    return user
+from tests.factories import add_snapshots
+from tests.factories import make_provision
 
 
 @pytest.mark.parametrize("label", [HealthLabel.AT_RISK, HealthLabel.BURNED])

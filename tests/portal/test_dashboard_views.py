@@ -18,20 +18,12 @@ from core.models import Mailbox
 from core.models import OutboxMessage
 from core.models import Provision
 from portal import outbox_sender
+from tests.factories import add_snapshots
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import set_steps
 from tests.portal import prefect_support
-from tests.portal.helpers import add_snapshots
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import set_steps
-
-
-@pytest.fixture
-def ann(session: Session, auth: Any) -> Any:
-    """A signed-in student."""
-    user = make_user(session, "ann@example.com")
-    session.commit()
-    auth.login("ann@example.com")
-    return user
+from tests.portal.helpers import signed_in
 
 
 def test_progress_json_for_a_paid_order_just_started(
@@ -218,10 +210,7 @@ def test_refresh_starts_one_run_per_cooldown(
     user = make_user(session, "ann@example.com")
     provision = make_provision(session, user, status="active")
     session.commit()
-    client = app.test_client()
-    client.post(
-        "/auth/login", data={"email": "ann@example.com", "password": "correct-horse-battery"}
-    )
+    client = signed_in(app, "ann@example.com")
     before = prefect_support.run_ids(portal_prefect, "refresh-dashboard/on-demand")
     first = client.post("/dashboard/refresh", follow_redirects=True)
     assert "Refreshing your numbers" in first.get_data(as_text=True)

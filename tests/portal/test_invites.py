@@ -21,8 +21,8 @@ from core.models import PasswordToken
 from core.models import User
 from core.models import UserSession
 from core.passwords import verify_password
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_user
 from tests.portal.test_cohorts import GOOD
 from tests.portal.test_cohorts import admin_client
 from tests.portal.test_cohorts import cohort  # noqa: F401 - the same cohort fixture

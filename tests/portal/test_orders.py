@@ -22,11 +22,14 @@ from core.models import OutboxMessage
 from core.models import Provision
 from core.models import Tier
 from portal import orders
+from tests.factories import make_user
+from tests.factories import tiers
+from tests.portal.helpers import AuthActions
 from tests.portal.helpers import EventFeed
 from tests.portal.helpers import event
-from tests.portal.helpers import make_user
+from tests.portal.helpers import keep_payable
+from tests.portal.helpers import pay
 from tests.portal.helpers import post_event
-from tests.portal.helpers import tiers
 from tests.portal.helpers import wizard_to_checkout
 
 REFUND = "refund-order/on-demand"
@@ -60,14 +63,6 @@ def _outbox(session: Session) -> dict[str, dict[str, Any]]:
     return {row.key: row.payload for row in session.scalars(select(OutboxMessage))}
 
 
-def _pay(sandbox: Any, checkout_id: str) -> dict[str, Any]:
-    response = sandbox.control(
-        "POST", f"/stripe/checkout/{checkout_id}/complete", json={"method": "card"}
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def _deliver(client: Any, feed: EventFeed) -> list[str]:
     """Every new sandbox event to the webhook; the checkout outcomes it answered."""
     outcomes = []
@@ -77,18 +72,6 @@ def _deliver(client: Any, feed: EventFeed) -> list[str]:
         if ev["type"].startswith("checkout.session."):
             outcomes.append(response.json["outcome"])
     return outcomes
-
-
-def _expire_fails(sandbox: Any, checkout_id: str) -> None:
-    """Stripe does not answer the best-effort expiry of this session (it stays payable)."""
-    sandbox.add_fault(
-        vendor="stripe",
-        method="POST",
-        path=f"/v1/checkout/sessions/{checkout_id}/expire",
-        kind="status",
-        status=500,
-        times=None,
-    )
 
 
 def _change_order(client: Any) -> str:
@@ -141,7 +124,7 @@ def test_a_signed_event_for_a_session_stripe_never_made_changes_nothing(
     tiers(session)
     user = make_user(session, f"ann{uuid.uuid4().hex[:6]}@example.com")
     session.commit()
-    client.post("/auth/login", data={"email": user.email, "password": "correct-horse-battery"})
+    AuthActions(client).login(user.email)
     real = wizard_to_checkout(client, session, "forgedbrand")
     provision = _provision(session, user)
     tier = session.get(Tier, provision.tier_id)
@@ -189,7 +172,7 @@ def test_a_payment_for_an_order_changed_afterwards_is_refunded_and_the_current_o
 ) -> None:
     feed = EventFeed(portal_sandbox)
     first = wizard_to_checkout(client, session, "changedbrand")
-    _expire_fails(portal_sandbox, first)
+    keep_payable(portal_sandbox, first)
     second = _change_order(client)
     assert second != first
     old, new = _snapshot(session, first), _snapshot(session, second)
@@ -197,7 +180,7 @@ def test_a_payment_for_an_order_changed_afterwards_is_refunded_and_the_current_o
     assert old.domains != new.domains
 
     # The older page was still payable (its expiry failed) and is paid.
-    _pay(portal_sandbox, first)
+    pay(portal_sandbox, first)
     assert _deliver(client, feed) == ["refund_queued"]
     provision = _provision(session, student)
     assert provision.status == "pending_payment"
@@ -209,7 +192,7 @@ def test_a_payment_for_an_order_changed_afterwards_is_refunded_and_the_current_o
     }
 
     # The current page is paid: exactly its snapshot is provisioned.
-    paid = _pay(portal_sandbox, second)
+    paid = pay(portal_sandbox, second)
     assert _deliver(client, feed) == ["started"]
     provision = _provision(session, student)
     new = _snapshot(session, second)
@@ -238,11 +221,11 @@ def test_a_second_tab_paying_after_the_first_is_refunded(
 ) -> None:
     feed = EventFeed(portal_sandbox)
     first = wizard_to_checkout(client, session, "tabbrand")
-    _expire_fails(portal_sandbox, first)
+    keep_payable(portal_sandbox, first)
     second = _change_patterns(client)
-    paid = _pay(portal_sandbox, second)
+    paid = pay(portal_sandbox, second)
     assert _deliver(client, feed) == ["started"]
-    _pay(portal_sandbox, first)
+    pay(portal_sandbox, first)
     assert _deliver(client, feed) == ["refund_queued"]
 
     provision = _provision(session, student)
@@ -279,7 +262,7 @@ def test_a_session_whose_prices_differ_from_its_snapshot_is_refunded(
                 },
             }
         )
-    _pay(portal_sandbox, cheap.id)
+    pay(portal_sandbox, cheap.id)
     assert _deliver(client, feed) == ["refund_queued"]
     assert _provision(session, student).status == "pending_payment"
     recorded = _snapshot(session, cheap.id)
@@ -293,9 +276,9 @@ def test_the_success_page_of_a_losing_session_says_why(
     client: Any, session: Session, portal_sandbox: Any
 ) -> None:
     first = wizard_to_checkout(client, session, "successbrand")
-    _expire_fails(portal_sandbox, first)
+    keep_payable(portal_sandbox, first)
     _change_order(client)
-    _pay(portal_sandbox, first)
+    pay(portal_sandbox, first)
     page = client.get(f"/wizard/success?session_id={first}", follow_redirects=True)
     assert page.status_code == 200
     assert "older payment was not used" in page.get_data(as_text=True)

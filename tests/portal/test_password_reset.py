@@ -21,9 +21,9 @@ from core.models import PasswordToken
 from core.models import User
 from core.models import UserSession
 from core.passwords import verify_password
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
 from tests.reliability import secret_scan
 
 NEW_PASSWORD = "plum-kettle-orbit-9"

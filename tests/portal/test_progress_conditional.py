@@ -17,10 +17,10 @@ from core.models import ProvisioningStep
 from core.models import Role
 from core.pipeline import PROVISION_STEPS
 from portal import progress
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import set_steps
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import set_steps
+from tests.portal.helpers import signed_in
 
 RUNNING = {
     "zapmail_workspace": "completed",
@@ -158,8 +158,7 @@ def test_another_students_etag_never_matches(
             )
         )
     session.commit()
-    bob_client = app.test_client()
-    bob_client.post("/auth/login", data={"email": "bob@example.com", "password": PASSWORD})
+    bob_client = signed_in(app, "bob@example.com")
     bob_answer = poll(bob_client)
     assert bob_answer.json["provision_id"] == bob_provision.id
     ann_answer = poll(client, bob_answer.headers["ETag"])

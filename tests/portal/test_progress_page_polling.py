@@ -19,11 +19,11 @@ from werkzeug.serving import make_server
 
 from core.db import utcnow
 from portal import create_app
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import set_steps
 from tests.portal.conftest import portal_settings
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import set_steps
 from tests.support.databases import IN_CI
 
 pytestmark = pytest.mark.browser

@@ -15,9 +15,9 @@ from core import cli
 from core.db import utcnow
 from core.models import UserSession
 from portal.auth import revoke_all_sessions
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
 
 COOKIE = "portal_session"
 

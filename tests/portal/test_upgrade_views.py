@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 import httpx
@@ -19,25 +17,15 @@ from core.models import Tier
 from core.models import Upgrade
 from core.models import WizardDraft
 from portal import outbox_sender
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import tiers
 from tests.portal import prefect_support
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import post_event
-from tests.portal.helpers import tiers
+from tests.portal.helpers import add_found_domains
+from tests.portal.helpers import paid_order
+from tests.portal.helpers import signed_in
 
 STRIPE_AUTH = {"Authorization": "Bearer sk_test_sandbox"}
-
-
-def _add_from_page(client: Any, url: str, brand: str, count: int) -> list[str]:
-    client.post(url, data={"action": "search", "brand": brand})
-    page = client.get(url).get_data(as_text=True)
-    names = re.findall(r'value="add"><input type="hidden" name="name" value="([^"]+)"', page)[
-        :count
-    ]
-    for name in names:
-        client.post(url, data={"action": "add", "name": name})
-    return names
 
 
 @pytest.fixture
@@ -45,31 +33,11 @@ def active_student(
     app_factory: Any, portal_prefect: str, session: Session, portal_sandbox: Any
 ) -> tuple[Flask, Any, Provision]:
     """A student who paid Starter in the sandbox and whose setup finished."""
-    tier_rows = tiers(session)
     make_user(session, "ann@example.com")
     session.commit()
     app = app_factory(prefect_api_url=portal_prefect)
-    client = app.test_client()
-    client.post("/auth/login", data={"email": "ann@example.com", "password": PASSWORD})
-    client.post("/wizard/package", data={"tier_id": tier_rows["starter"].id})
-    _add_from_page(client, "/wizard/domains", "upgradeco", 3)
-    client.post("/wizard/domains", data={"action": "continue"})
-    client.post(
-        "/wizard/mailboxes",
-        data={
-            "first_name": "Ann",
-            "last_name": "Lee",
-            "pattern_0": "{first}",
-            "pattern_1": "{first}.{last}",
-            "action": "continue",
-        },
-    )
-    session_id = client.post("/wizard/review").headers["Location"].rsplit("/", 1)[1]
-    portal_sandbox.control(
-        "POST", f"/stripe/checkout/{session_id}/complete", json={"method": "card"}
-    ).raise_for_status()
-    for e in portal_sandbox.control("GET", "/stripe/events").json()["events"]:
-        post_event(client, json.dumps(e).encode())
+    client = signed_in(app, "ann@example.com")
+    paid_order(client, session, portal_sandbox, "upgradeco")
     provision = session.scalars(select(Provision)).one()
     assert provision.status == "provisioning"
     # What the provisioning flow would do at its end.
@@ -94,7 +62,7 @@ def test_upgrade_charges_the_difference_and_starts_the_upgrade_flow(
         client.post("/upgrade", data={"tier_id": growth.id}).headers["Location"]
         == "/upgrade/domains"
     )
-    added = _add_from_page(client, "/upgrade/domains", "upgradeco", 2)
+    added = add_found_domains(client, "/upgrade/domains", "upgradeco", 2)
     assert (
         client.post("/upgrade/domains", data={"action": "continue"}).headers["Location"]
         == "/upgrade/review"
@@ -148,7 +116,7 @@ def test_declined_upgrade_changes_nothing(
     _app, client, provision = active_student
     growth = session.scalars(select(Tier).where(Tier.slug == "growth")).one()
     client.post("/upgrade", data={"tier_id": growth.id})
-    _add_from_page(client, "/upgrade/domains", "declineco", 2)
+    add_found_domains(client, "/upgrade/domains", "declineco", 2)
     client.post("/upgrade/domains", data={"action": "continue"})
     portal_sandbox.control(
         "POST", "/stripe/fail_next_payment", json={"count": 2}

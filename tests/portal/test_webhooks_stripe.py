@@ -22,14 +22,17 @@ from core.models import OutboxMessage
 from core.models import Provision
 from core.models import WebhookEvent
 from portal import outbox_sender
+from tests.factories import make_provision
+from tests.factories import make_user
 from tests.portal import prefect_support
+from tests.portal.helpers import AuthActions
 from tests.portal.helpers import EventFeed
 from tests.portal.helpers import checkout_session
 from tests.portal.helpers import event
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.portal.helpers import pay
 from tests.portal.helpers import post_event
 from tests.portal.helpers import sign
+from tests.portal.helpers import signed_in
 from tests.portal.helpers import wizard_to_checkout
 
 PROVISION = "provision/on-demand"
@@ -193,13 +196,9 @@ def _paid_checkout(client: Any, session: Session, sandbox: Any, brand: str) -> s
     """Sign in, walk the wizard and pay by card in the sandbox; return the session id."""
     make_user(session, "ann@example.com")
     session.commit()
-    client.post(
-        "/auth/login", data={"email": "ann@example.com", "password": "correct-horse-battery"}
-    )
+    AuthActions(client).login("ann@example.com")
     sid = wizard_to_checkout(client, session, brand)
-    sandbox.control(
-        "POST", f"/stripe/checkout/{sid}/complete", json={"method": "card"}
-    ).raise_for_status()
+    pay(sandbox, sid)
     return sid
 
 
@@ -455,41 +454,10 @@ def test_real_sandbox_events_in_any_order_and_twice_start_one_run(
     prefect_app: Flask, portal_prefect: str, session: Session, portal_sandbox: Any
 ) -> None:
     """Drive a real checkout in the sandbox, then deliver all its events shuffled and duplicated."""
-    from tests.portal.helpers import tiers
-
-    tiers(session)
     user = make_user(session, "ann@example.com")
     session.commit()
-    client = prefect_app.test_client()
-    client.post(
-        "/auth/login", data={"email": "ann@example.com", "password": "correct-horse-battery"}
-    )
-    starter = next(t for t in tiers(session).values() if t.slug == "starter")
-    client.post("/wizard/package", data={"tier_id": starter.id})
-    client.post("/wizard/domains", data={"action": "search", "brand": "shuffleco"})
-    page = client.get("/wizard/domains").get_data(as_text=True)
-    import re
-
-    for name in re.findall(r'value="add"><input type="hidden" name="name" value="([^"]+)"', page)[
-        :3
-    ]:
-        client.post("/wizard/domains", data={"action": "add", "name": name})
-    client.post("/wizard/domains", data={"action": "continue"})
-    client.post(
-        "/wizard/mailboxes",
-        data={
-            "first_name": "Ann",
-            "last_name": "Lee",
-            "pattern_0": "{first}",
-            "pattern_1": "{first}.{last}",
-            "action": "continue",
-        },
-    )
-    checkout_url = client.post("/wizard/review").headers["Location"]
-    session_id = checkout_url.rsplit("/", 1)[1]
-    portal_sandbox.control(
-        "POST", f"/stripe/checkout/{session_id}/complete", json={"method": "card"}
-    ).raise_for_status()
+    client = signed_in(prefect_app, "ann@example.com")
+    pay(portal_sandbox, wizard_to_checkout(client, session, "shuffleco"))
     events = portal_sandbox.control("GET", "/stripe/events").json()["events"]
     assert any(e["type"] == "checkout.session.completed" for e in events)
     before = prefect_support.run_ids(portal_prefect, PROVISION)
@@ -518,21 +486,13 @@ def test_failed_bank_debit_then_card_payment_provisions_once(
     prefect_app: Flask, portal_prefect: str, session: Session, portal_sandbox: Any
 ) -> None:
     """A delayed payment fails, the student pays again by card: one run, the new subscription."""
-    from tests.portal.helpers import EventFeed
-    from tests.portal.helpers import wizard_to_checkout
-
     user = make_user(session, "ann@example.com")
     session.commit()
-    client = prefect_app.test_client()
-    client.post(
-        "/auth/login", data={"email": "ann@example.com", "password": "correct-horse-battery"}
-    )
+    client = signed_in(prefect_app, "ann@example.com")
     feed = EventFeed(portal_sandbox)
     before = prefect_support.run_ids(portal_prefect, PROVISION)
     first = wizard_to_checkout(client, session, "bankdebit")
-    portal_sandbox.control(
-        "POST", f"/stripe/checkout/{first}/complete", json={"method": "bank_debit"}
-    )
+    pay(portal_sandbox, first, method="bank_debit")
     feed.deliver(client)
     provision = session.scalars(select(Provision).where(Provision.user_id == user.id)).one()
     assert provision.status == "pending_payment"
@@ -549,7 +509,7 @@ def test_failed_bank_debit_then_card_payment_provisions_once(
     assert prefect_support.run_ids(portal_prefect, PROVISION) == before
     second = client.post("/wizard/review").headers["Location"].rsplit("/", 1)[1]
     assert second != first
-    portal_sandbox.control("POST", f"/stripe/checkout/{second}/complete", json={"method": "card"})
+    pay(portal_sandbox, second)
     feed.deliver(client)
     provision = _fresh(session, provision)
     assert provision.status == "provisioning"
@@ -566,21 +526,13 @@ def test_failed_bank_debit_then_card_payment_provisions_once(
 def test_bank_debit_that_clears_starts_provisioning(
     prefect_app: Flask, portal_prefect: str, session: Session, portal_sandbox: Any
 ) -> None:
-    from tests.portal.helpers import EventFeed
-    from tests.portal.helpers import wizard_to_checkout
-
     make_user(session, "ann@example.com")
     session.commit()
-    client = prefect_app.test_client()
-    client.post(
-        "/auth/login", data={"email": "ann@example.com", "password": "correct-horse-battery"}
-    )
+    client = signed_in(prefect_app, "ann@example.com")
     feed = EventFeed(portal_sandbox)
     before = prefect_support.run_ids(portal_prefect, PROVISION)
     sid = wizard_to_checkout(client, session, "slowbank")
-    portal_sandbox.control(
-        "POST", f"/stripe/checkout/{sid}/complete", json={"method": "bank_debit"}
-    )
+    pay(portal_sandbox, sid, method="bank_debit")
     feed.deliver(client)
     assert prefect_support.run_ids(portal_prefect, PROVISION) == before
     portal_sandbox.control(
@@ -650,6 +602,18 @@ def _charge_of(sandbox: Any, sid: str) -> dict[str, Any]:
     return dict(intent)
 
 
+def _delivered_order(
+    app: Flask, session: Session, sandbox: Any, brand: str
+) -> tuple[Any, EventFeed, Provision, dict[str, Any]]:
+    """A paid checkout the portal has heard of: its client, event feed, order and charge."""
+    client = app.test_client()
+    feed = EventFeed(sandbox)
+    sid = _paid_checkout(client, session, sandbox, brand)
+    feed.deliver(client)
+    provision = session.scalars(select(Provision)).one()
+    return client, feed, provision, _charge_of(sandbox, sid)
+
+
 def _refund(
     sandbox: Any, charge_id: str, amount: int | None = None, metadata: dict[str, str] | None = None
 ) -> None:
@@ -667,13 +631,10 @@ def test_full_refund_cancels_the_order_partial_refund_is_only_recorded(
     prefect_app: Flask, portal_prefect: str, session: Session, portal_sandbox: Any
 ) -> None:
     """Issue 13: charge.refunded was ignored, so a refunded order kept its vendor resources."""
-    client = prefect_app.test_client()
-    feed = EventFeed(portal_sandbox)
-    sid = _paid_checkout(client, session, portal_sandbox, "refunded")
-    feed.deliver(client)
-    provision = session.scalars(select(Provision)).one()
+    client, feed, provision, charge = _delivered_order(
+        prefect_app, session, portal_sandbox, "refunded"
+    )
     assert provision.status == "provisioning"
-    charge = _charge_of(portal_sandbox, sid)
     _refund(portal_sandbox, charge["id"], 1000)
     outcomes = [r.json.get("outcome") for r in feed.deliver(client)]
     assert "partial_refund_recorded" in outcomes
@@ -703,12 +664,9 @@ def test_a_refund_the_refund_order_flow_made_never_cancels_the_order(
     such a charge can share the student's customer, and its charge.refunded must not cancel
     the order that won.
     """
-    client = prefect_app.test_client()
-    feed = EventFeed(portal_sandbox)
-    sid = _paid_checkout(client, session, portal_sandbox, "loser-refund")
-    feed.deliver(client)
-    provision = session.scalars(select(Provision)).one()
-    charge = _charge_of(portal_sandbox, sid)
+    client, feed, provision, charge = _delivered_order(
+        prefect_app, session, portal_sandbox, "loser-refund"
+    )
     _refund(portal_sandbox, charge["id"], metadata={"kind": "order_not_fulfilled", "order_id": "9"})
     outcomes = [r.json.get("outcome") for r in feed.deliver(client)]
     assert "unfulfilled_order_refund_recorded" in outcomes, outcomes
@@ -720,12 +678,9 @@ def test_lost_dispute_cancels_the_order_an_open_one_is_recorded(
     prefect_app: Flask, session: Session, portal_sandbox: Any
 ) -> None:
     """Disputes come from the bank through Stripe; the dispute is read from Stripe, not the body."""
-    client = prefect_app.test_client()
-    feed = EventFeed(portal_sandbox)
-    sid = _paid_checkout(client, session, portal_sandbox, "disputed")
-    feed.deliver(client)
-    provision = session.scalars(select(Provision)).one()
-    charge = _charge_of(portal_sandbox, sid)
+    client, feed, provision, charge = _delivered_order(
+        prefect_app, session, portal_sandbox, "disputed"
+    )
 
     dispute = portal_sandbox.control("POST", f"/stripe/charges/{charge['id']}/dispute", json={})
     assert dispute.status_code == 200, dispute.text
@@ -756,12 +711,9 @@ def test_lost_dispute_cancels_the_order_an_open_one_is_recorded(
 def test_a_won_dispute_keeps_the_order(
     prefect_app: Flask, session: Session, portal_sandbox: Any
 ) -> None:
-    client = prefect_app.test_client()
-    feed = EventFeed(portal_sandbox)
-    sid = _paid_checkout(client, session, portal_sandbox, "disputewon")
-    feed.deliver(client)
-    provision = session.scalars(select(Provision)).one()
-    charge = _charge_of(portal_sandbox, sid)
+    client, feed, provision, charge = _delivered_order(
+        prefect_app, session, portal_sandbox, "disputewon"
+    )
     dispute = portal_sandbox.control("POST", f"/stripe/charges/{charge['id']}/dispute", json={})
     portal_sandbox.control(
         "POST", f"/stripe/disputes/{dispute.json()['id']}/close", json={"outcome": "won"}

@@ -33,11 +33,11 @@ from core.models import Tier
 from core.settings import Settings
 from portal import create_app
 from portal import outbox_sender
+from tests.factories import make_user
+from tests.factories import tiers
 from tests.portal.conftest import portal_settings
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
 from tests.portal.helpers import sign
-from tests.portal.helpers import tiers
+from tests.portal.helpers import signed_in
 from tests.reliability.money_world import delete_all_rows
 
 PROVISION_DEPLOYMENT = "provision/on-demand"
@@ -127,8 +127,7 @@ class OrderWorld:
             user = make_user(session, email)
             session.commit()
             user_id = user.id
-        client = self.app.test_client()
-        client.post("/auth/login", data={"email": email, "password": PASSWORD})
+        client = signed_in(self.app, email)
         return Student(user_id=user_id, email=email, client=client)
 
     def tier_id(self, slug: str) -> int:

@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 from core.models import WebhookEvent
 from portal import outbox_sender
 from portal.webhooks.views import HANDLED as WEBHOOK_HANDLED
-from tests.portal.helpers import PASSWORD
+from tests.factories import make_user
 from tests.portal.helpers import WEBHOOK_SECRET
-from tests.portal.helpers import make_user
+from tests.portal.helpers import AuthActions
 from tests.portal.test_authorization_matrix import _url
 from tests.reliability import figures
 from tests.reliability.stripe_deliveries import raw_signature
@@ -213,9 +213,7 @@ def test_fuzzed_forms_on_every_post_route_never_500_and_refusals_write_nothing(
     )
     urls = [(_url(app, endpoint, world), method) for endpoint, method in routes]
     client = app.test_client()
-    assert (
-        client.post("/auth/login", data={"email": email, "password": PASSWORD}).status_code == 302
-    )
+    assert AuthActions(client).login(email).status_code == 302
     statuses: dict[int, int] = {}
 
     @FUZZ
@@ -264,7 +262,7 @@ def test_fuzzed_login_never_500_and_a_refusal_records_at_most_the_failure(
 def test_progress_json_with_fuzzed_query_strings(app: Flask, world: dict[str, Any]) -> None:
     del world
     client = app.test_client()
-    client.post("/auth/login", data={"email": "a@example.com", "password": PASSWORD})
+    AuthActions(client).login("a@example.com")
 
     @FUZZ
     @given(query=st.dictionaries(st.text(max_size=10), st.text(max_size=200), max_size=4))

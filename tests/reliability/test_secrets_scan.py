@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
-from werkzeug.security import generate_password_hash
 
 from core.crud import seed_default_tiers
 from core.crypto import SecretBox
@@ -28,10 +27,12 @@ from core.settings import DEV_SECRET_KEY
 from core.settings import SANDBOX_KEYS
 from flows.provision import provision
 from portal import outbox_sender
+from tests.factories import PASSWORD
+from tests.factories import make_user
 from tests.flows.conftest import Pipeline
 from tests.portal import prefect_support
 from tests.portal.conftest import portal_settings
-from tests.portal.helpers import PASSWORD
+from tests.portal.helpers import AuthActions
 from tests.portal.helpers import post_event
 from tests.portal.helpers import wizard_to_checkout
 from tests.reliability import figures
@@ -59,14 +60,9 @@ def test_no_secret_in_plaintext_after_a_paid_provisioning_and_the_whole_suite(
     client = app.test_client()
     # A checkout paid at Stripe through the wizard; Stripe's own signed event starts the run...
     seed_default_tiers(session=pipeline.session)
-    user = User(
-        email="scan@student.test",
-        password_hash=generate_password_hash(PASSWORD, method="scrypt:1024:8:1"),
-        role="student",
-    )
-    pipeline.session.add(user)
+    user = make_user(pipeline.session, "scan@student.test")
     pipeline.session.commit()
-    client.post("/auth/login", data={"email": user.email, "password": PASSWORD})
+    AuthActions(client).login(user.email)
     sid = wizard_to_checkout(client, pipeline.session, "scanbrand")
     pipeline.sandbox.control(
         "POST", f"/stripe/checkout/{sid}/complete", json={"method": "card"}
@@ -90,7 +86,7 @@ def test_no_secret_in_plaintext_after_a_paid_provisioning_and_the_whole_suite(
     password = SecretBox.from_settings(pipeline.settings).open(row.plusvibe_client_password_enc)
     # The student reveals the password: the one place it may appear (their own page).
     email = pipeline.session.get(User, row.user_id).email
-    client.post("/auth/login", data={"email": email, "password": PASSWORD})
+    AuthActions(client).login(email)
     revealed = client.post("/dashboard/plusvibe-password").get_data(as_text=True)
     with client.session_transaction() as cookie:
         session_token = cookie["_user_id"]  # the DB keeps only its SHA-256

@@ -24,13 +24,14 @@ from core.db import Base
 from core.models import AuditLog
 from core.models import Provision
 from core.models import Role
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import tiers
 from tests.portal import prefect_support
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import EventFeed
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import tiers
-from tests.portal.helpers import wizard_to_checkout
+from tests.portal.helpers import AuthActions
+from tests.portal.helpers import paid_order
+from tests.portal.helpers import signed_in
 from tests.portal.test_authorization_matrix import EXPECTED
 from tests.portal.test_authorization_matrix import _url
 from tests.portal.test_authorization_matrix import invited_student
@@ -82,9 +83,7 @@ def _signed_in(app: Flask, role: str) -> tuple[Any, str]:
     client = app.test_client()
     token = _token(client)
     if role != "anonymous":
-        response = client.post(
-            "/auth/login", data={"email": EMAILS[role], "password": PASSWORD, "csrf_token": token}
-        )
+        response = AuthActions(client).login(EMAILS[role], csrf_token=token)
         assert response.status_code == 302, role
         # The session was regenerated at sign-in: take the token of the new session.
         token = _token(client, "/")
@@ -198,7 +197,7 @@ def test_every_page_sends_the_security_headers_and_loads_nothing_external(
     for role in ("anonymous", "student_a", "student_b", "admin"):
         client = app.test_client()
         if role != "anonymous":
-            client.post("/auth/login", data={"email": EMAILS[role], "password": PASSWORD})
+            AuthActions(client).login(EMAILS[role])
         extra = ["/no-such-page", "/progress.json", "/webhooks/stripe"]
         for url in [_url(app, e, world) for e, _ in gets] + extra:
             response = client.get(url)
@@ -360,18 +359,14 @@ def test_every_admin_action_writes_an_audit_row(
     rows = tiers(session)
     boss = make_user(session, "boss@example.com", role=Role.ADMIN)
     session.commit()
-    admin = app.test_client()
-    admin.post("/auth/login", data={"email": "boss@example.com", "password": PASSWORD})
+    admin = signed_in(app, "boss@example.com")
 
     # A paid order through the sandbox (for the refund), then failed for good.
     student = app.test_client()
     ann = make_user(session, "ann@example.com")
     session.commit()
-    student.post("/auth/login", data={"email": "ann@example.com", "password": PASSWORD})
-    feed = EventFeed(portal_sandbox)
-    sid = wizard_to_checkout(student, session, "auditco")
-    portal_sandbox.control("POST", f"/stripe/checkout/{sid}/complete", json={"method": "card"})
-    feed.deliver(student)
+    AuthActions(student).login("ann@example.com")
+    paid_order(student, session, portal_sandbox, "auditco")
     paid = session.scalars(select(Provision).where(Provision.user_id == ann.id)).one()
     paid.status, paid.remedy = "failed", "refund"
     # A failed run to retry, and an unpaid order to cancel.

@@ -41,10 +41,10 @@ from portal import billing
 from portal import fulfilment
 from portal import orders
 from portal import outbox_sender
-from tests.portal.helpers import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
 from tests.portal.helpers import WEBHOOK_SECRET
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.portal.helpers import signed_in
 from tests.portal.helpers import wizard_to_checkout
 from tests.reliability import figures
 from tests.reliability.stripe_deliveries import ABANDONED
@@ -85,8 +85,7 @@ def http_url(chaos_app: Flask) -> Iterator[str]:
 
 def _wizard_order(app: Flask, session: Session, user: User, brand: str) -> str:
     """Sign in and walk the wizard to Pay, as a student would; return the Checkout Session id."""
-    client = app.test_client()
-    client.post("/auth/login", data={"email": user.email, "password": PASSWORD})
+    client = signed_in(app, user.email)
     sid = wizard_to_checkout(client, session, brand)
     assert sid.startswith("cs_test_"), f"the wizard sent {user.email} to /wizard/{sid}"
     return sid
