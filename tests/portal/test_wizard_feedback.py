@@ -199,3 +199,18 @@ def test_a_setup_price_sharing_the_tiers_product_gets_its_own_at_the_next_edit(
     product = httpx.get(f"{portal_sandbox.stripe_url}/v1/products/{setup['product']}", headers=key)
     assert setup["product"] != tier.stripe_product_id and setup["unit_amount"] == 9700
     assert product.json()["name"] == "Outbound infrastructure, Starter package: one-time setup fee"
+
+
+def test_the_students_own_domains_are_marked_yours_not_in_the_colour_of_taken(
+    client: Any, student: Any, session: Session
+) -> None:
+    owned = ["getacmewidgets.com", "tryacmewidgets.com", "useacmewidgets.com"]
+    make_provision(session, student, status="active", domains=owned)
+    session.commit()
+    growth = session.scalars(select(Tier.id).where(Tier.slug == "growth")).one()
+    assert client.post("/upgrade", data={"tier_id": growth}).status_code == 302
+    client.post("/upgrade/domains", data={"action": "search", "brand": "acmewidgets"})
+    page = client.get("/upgrade/domains").get_data(as_text=True)
+    row = page.split('<span class="domain-name">getacmewidgets.com</span>', 1)[1].split("</li>")[0]
+    assert '<span class="badge badge-brand">Yours</span>' in row
+    assert "badge-red" not in row
