@@ -193,6 +193,7 @@
       });
       table.classList.toggle("hidden", count === 0);
       setText("preview-reason", data.reason);
+      document.getElementById("preview-reason").classList.toggle("hidden", !data.reason);
       setText("preview-summary", count ? count + " mailboxes, sending as " + data.sender + "." : "");
       form.querySelectorAll("option[data-pattern]").forEach(function (option) {
         var example = data.examples[option.value];

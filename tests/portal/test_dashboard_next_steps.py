@@ -86,6 +86,12 @@ def test_on_day_one_a_chart_is_the_ramp_to_the_target_not_a_lone_dot(
     assert "expected health in the first 14 days" in page
 
 
+def _guide(page: str) -> str:
+    """The "what next" guide's text, tags and runs of spaces removed."""
+    guide = page.split('id="next-steps"', 1)[1].split("</section>", 1)[0]
+    return " ".join(re.sub(r"<[^>]+>", " ", guide).split())
+
+
 def test_a_mailbox_past_its_warmup_has_no_ramp(client: Any, ann: Any, session: Session) -> None:
     provision = make_provision(session, ann, status="active", activated_at=utcnow())
     add_snapshots(session, provision, days=20)
@@ -93,6 +99,14 @@ def test_a_mailbox_past_its_warmup_has_no_ramp(client: Any, ann: Any, session: S
     page = client.get("/dashboard").get_data(as_text=True)
     assert page.count('<svg class="chart"') == 6
     assert 'class="chart-ramp"' not in page and "14-day target" not in page
+    # Warmup began 19 days ago: no date "at the earliest" in the past, and the ramp week is now.
+    text = _guide(page)
+    assert 'Start campaigns whenever this page says "Ready to send"' in text
+    assert "at the earliest" not in text
+    today = utcnow().date()
+    assert (
+        f"{today - timedelta(days=5):%d %b} – {today + timedelta(days=1):%d %b} now 10 60" in text
+    )
 
 
 def test_reply_rate_and_sends_say_what_they_count(client: Any, ann: Any, session: Session) -> None:
@@ -118,8 +132,7 @@ def test_the_guide_says_how_to_start_and_how_much_to_send_day_by_day(
         plusvibe_client_email="ann@plusvibe.test",
     )
     page = client.get("/dashboard").get_data(as_text=True)
-    guide = page.split('id="next-steps"', 1)[1].split("</section>", 1)[0]
-    text = " ".join(re.sub(r"<[^>]+>", " ", guide).split())
+    text = _guide(page)
     today = utcnow().date()
 
     def day(offset: int) -> str:

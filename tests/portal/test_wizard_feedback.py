@@ -139,7 +139,7 @@ def test_after_a_refused_post_with_both_names_the_preview_says_why(
     )
     assert response.status_code == 400
     page = response.get_data(as_text=True)
-    reason = re.search(r'<p class="muted" id="preview-reason">([^<]*)</p>', page)
+    reason = re.search(r'<p class="muted" id="preview-reason">([^<]*)</p>', page)  # shown
     assert reason is not None
     assert reason.group(1).startswith("First name may contain letters")
     assert "Enter your" not in page
