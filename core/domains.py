@@ -65,6 +65,11 @@ def validate_domain(raw: str) -> str:
         raise DomainNameError(
             f"{name} has no ending; add one of: " + ", ".join(f".{t}" for t in SUPPORTED_TLDS) + "."
         )
+    if "" in name.split("."):
+        # "foo..com" or ".com": an empty part is a typo, not a subdomain or a missing ending.
+        raise DomainNameError(
+            f"{name} is not a valid domain name: it has an empty part between its dots."
+        )
     label, tld = name.rsplit(".", 1)
     if tld not in SUPPORTED_TLDS:
         raise DomainNameError(

@@ -3,7 +3,8 @@
 Flows name their steps by these keys, the task mirror (tasks/records.py) writes them, the
 progress page (portal/progress.py) and the admin pages present them. The durations are what the
 vendors usually take (domains minutes to hours, Google mailboxes about an hour); ``slow_s`` is the
-point after which the page says a step is taking longer than usual.
+point after which the page says a step is taking longer than usual. ``durations`` rescales them
+for a vendor clock that runs faster than real time (the demo's sandbox).
 """
 
 from __future__ import annotations
@@ -116,6 +117,11 @@ _STEPS = (
 
 STEPS: dict[str, Step] = {step.key: step for step in _STEPS}
 
+# However fast the vendors' clock runs, a step still takes our own calls' time: a rescaled
+# estimate never goes below these (at real speed every step is well above them).
+MIN_TYPICAL_S = 2
+MIN_SLOW_S = 30
+
 # The provisioning run walks every step, in this order.
 PROVISION_STEPS: tuple[str, ...] = tuple(STEPS)
 
@@ -146,3 +152,10 @@ def failure_words(key: str, default: str) -> str:
 def upgrade_step_key(upgrade_id: int, step: str) -> str:
     """Return the mirror key of an upgrade's step (unique next to the provision's own steps)."""
     return f"upgrade-{upgrade_id}:{step}"
+
+
+def durations(key: str, time_scale: float = 1.0) -> tuple[int, int]:
+    """(typical, slow) seconds of step ``key`` when vendor time runs ``time_scale`` x real time."""
+    step = STEPS[base_key(key)]
+    typical = max(round(step.typical_s / time_scale), MIN_TYPICAL_S)
+    return typical, max(round(step.slow_s / time_scale), MIN_SLOW_S, typical)

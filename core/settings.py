@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     zapmail_webhook_secret: SecretStr | None = None
     vendor_timeout_s: float = 20.0
     vendor_connect_timeout_s: float = 5.0
+    # Vendor seconds per real second: the sandbox's --speed (the demo sets both). The progress
+    # page divides the step registry's durations by it, so its estimates follow the vendors' clock.
+    vendor_time_scale: float = Field(default=1.0, gt=0)
 
     # Prefect: the portal reaches it only through this URL and fails fast without it.
     prefect_api_url: str | None = None

@@ -66,11 +66,17 @@ def ensure_tier_prices(
     """
     client = stripe_client()
     meta = {"tier_id": str(tier.id), "tier_slug": tier.slug}
+    # Checkout names each line by its price's product: the fees get one product each, so the
+    # page says which line is the monthly fee and which the one-time setup fee.
+    names = {
+        "monthly": f"Outbound infrastructure, {tier.name} package: monthly fee",
+        "setup": f"Outbound infrastructure, {tier.name} package: one-time setup fee",
+    }
     if tier.stripe_product_id is None:
         product = _call(
             "create product",
             client.v1.products.create,
-            {"name": f"Outbound infrastructure: {tier.name}", "metadata": meta},
+            {"name": names["monthly"], "metadata": meta},
             {"idempotency_key": f"tier:{tier.id}:product"},
         )
         tier.stripe_product_id = product.id
@@ -79,8 +85,13 @@ def ensure_tier_prices(
             "update product",
             client.v1.products.update,
             tier.stripe_product_id,
-            {"name": f"Outbound infrastructure: {tier.name}", "metadata": meta},
+            {"name": names["monthly"], "metadata": meta},
         )
+        if tier.stripe_setup_price_id is not None and not changed_setup:
+            # A setup price made when both fees shared the tier's product would now read
+            # "monthly fee": give it a product of its own (a new price; the old one is archived).
+            setup = _call("retrieve price", client.v1.prices.retrieve, tier.stripe_setup_price_id)
+            changed_setup = setup.product == tier.stripe_product_id
     archived = []
     wanted = (
         ("setup", tier.setup_cents, "stripe_setup_price_id", changed_setup, None),
@@ -100,8 +111,13 @@ def ensure_tier_prices(
             # A zero setup fee needs no line item at all.
             setattr(tier, attr, None)
         else:
+            product: dict[str, Any] = (
+                {"product_data": {"name": names["setup"], "metadata": meta}}
+                if kind == "setup"
+                else {"product": tier.stripe_product_id}
+            )
             params: dict[str, Any] = {
-                "product": tier.stripe_product_id,
+                **product,
                 "currency": tier.currency,
                 "unit_amount": amount,
                 "nickname": f"{tier.name} {kind}",

@@ -1,29 +1,50 @@
-"""Small server-rendered SVG charts (no JavaScript, no inline styles: CSP-friendly)."""
+"""Small server-rendered SVG charts (no JavaScript, no inline styles: CSP-friendly).
+
+During the first two weeks of warmup a chart spans the whole warmup period: the expected health
+ramp (core/health.py's allowance for young mailboxes) up to the 14-day target, with the days
+measured so far on it, so day one is a ramp and a target rather than a lone dot.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
+from datetime import timedelta
 
 from markupsafe import Markup
 from markupsafe import escape
 
-WIDTH = 320
-HEIGHT = 120
-PAD_LEFT = 28
-PAD_RIGHT = 8
-PAD_TOP = 10
-PAD_BOTTOM = 20
+from core.health import HEALTHY_MIN
+from core.health import MIN_WARMUP_DAYS
+from core.health import early_allowance
 
 
-def _x(index: int, count: int) -> float:
-    span = WIDTH - PAD_LEFT - PAD_RIGHT
-    return PAD_LEFT + (span * index / (count - 1) if count > 1 else span / 2)
+@dataclass(frozen=True)
+class Frame:
+    """A chart's size in SVG units and its padding around the plot."""
+
+    width: int = 320
+    height: int = 120
+    left: int = 28
+    right: int = 8
+    top: int = 12
+    bottom: int = 20
+
+    def x(self, offset: float, span: float) -> float:
+        """Where ``offset`` days into a ``span``-day axis falls (the middle for a single day)."""
+        inner = self.width - self.left - self.right
+        return self.left + (inner * offset / span if span > 0 else inner / 2)
+
+    def y(self, value: float) -> float:
+        """Where a 0-100 value falls."""
+        inner = self.height - self.top - self.bottom
+        return self.top + inner * (1 - min(max(value, 0.0), 100.0) / 100.0)
 
 
-def _y(value: float, top: float) -> float:
-    span = HEIGHT - PAD_TOP - PAD_BOTTOM
-    return PAD_TOP + span * (1 - min(max(value, 0.0), top) / top)
+CARD = Frame()
+# The mailbox page's chart: wider and taller, the same text size.
+LARGE = Frame(width=640, height=220)
 
 
 def _polyline(points: list[tuple[float, float] | None], css: str) -> str:
@@ -43,58 +64,96 @@ def _polyline(points: list[tuple[float, float] | None], css: str) -> str:
     return "".join(out)
 
 
+def _ramp(frame: Frame, span: int) -> str:
+    """The expected health of a young mailbox per warmup day, and the 14-day target line."""
+    points = " ".join(
+        f"{frame.x(day, span):.1f},{frame.y(HEALTHY_MIN - early_allowance(day)):.1f}"
+        for day in range(MIN_WARMUP_DAYS + 1)
+    )
+    target = frame.x(MIN_WARMUP_DAYS, span)
+    return (
+        f'<polyline class="chart-ramp" points="{points}"/>'
+        f'<line class="chart-target" x1="{target:.1f}" y1="{frame.top - 4}" x2="{target:.1f}" '
+        f'y2="{frame.height - frame.bottom}"/>'
+        f'<text class="chart-axis" x="{target - 3:.1f}" y="{frame.top + 4}" text-anchor="end">'
+        f"{MIN_WARMUP_DAYS}-day target</text>"
+    )
+
+
 def warmup_chart(
     days: Sequence[date],
     health: Sequence[float | None],
     reply_rate: Sequence[float | None],
     *,
     title: str,
+    ramp_from: date | None = None,
+    today: date | None = None,
+    frame: Frame = CARD,
 ) -> Markup:
-    """Health (0-100) and reply rate (%) per day as an accessible inline SVG."""
-    count = len(days)
+    """Health (0-100) and warmup reply rate (%) per day as an accessible inline SVG.
+
+    With ``ramp_from`` (the day warmup started) before the 14-day target is reached on
+    ``today``, the axis runs from that day to the target and the expected ramp is drawn.
+    """
     label = escape(title)
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}">',
+        f'<svg class="chart" viewBox="0 0 {frame.width} {frame.height}" role="img" aria-label="{label}">',
         f"<title>{label}</title>",
     ]
     for tick in (0, 50, 100):
-        y = _y(tick, 100)
+        y = frame.y(tick)
         parts.append(
-            f'<line class="chart-grid" x1="{PAD_LEFT}" y1="{y:.1f}" x2="{WIDTH - PAD_RIGHT}" y2="{y:.1f}"/>'
-            f'<text class="chart-axis" x="{PAD_LEFT - 4}" y="{y + 3:.1f}" text-anchor="end">{tick}</text>'
+            f'<line class="chart-grid" x1="{frame.left}" y1="{y:.1f}" x2="{frame.width - frame.right}" y2="{y:.1f}"/>'
+            f'<text class="chart-axis" x="{frame.left - 4}" y="{y + 3:.1f}" text-anchor="end">{tick}</text>'
         )
-    if count == 0:
+    young = (
+        ramp_from is not None
+        and today is not None
+        and (today - ramp_from).days < MIN_WARMUP_DAYS
+        and all(day >= ramp_from for day in days)
+    )
+    if young:
+        assert ramp_from is not None
+        first, last = ramp_from, ramp_from + timedelta(days=MIN_WARMUP_DAYS)
+        parts.append(_ramp(frame, MIN_WARMUP_DAYS))
+    elif days:
+        first, last = days[0], days[-1]
+    else:
         parts.append(
-            f'<text class="chart-empty" x="{WIDTH / 2:.0f}" y="{HEIGHT / 2:.0f}" text-anchor="middle">'
-            "No warmup data yet</text></svg>"
+            f'<text class="chart-empty" x="{frame.width / 2:.0f}" y="{frame.height / 2:.0f}" '
+            'text-anchor="middle">No warmup data yet</text></svg>'
         )
         return Markup("".join(parts))
-    if health[-1] is not None and count > 1:
+    span = (last - first).days
+    xs = [frame.x((day - first).days, span) for day in days]
+    if not days:
+        parts.append(
+            f'<text class="chart-empty" x="{frame.width / 2:.0f}" y="{frame.y(20):.0f}" '
+            'text-anchor="middle">First numbers soon</text>'
+        )
+    elif health[-1] is not None and len(days) > 1:
         # Shade the area under the health line to make the trend readable at a glance.
-        area = [(_x(i, count), _y(v, 100)) for i, v in enumerate(health) if v is not None]
+        area = [(x, frame.y(v)) for x, v in zip(xs, health, strict=True) if v is not None]
         if len(area) > 1:
             coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in area)
-            base = _y(0, 100)
+            base = frame.y(0)
             parts.append(
                 f'<polygon class="chart-area" points="{area[0][0]:.1f},{base:.1f} {coords} {area[-1][0]:.1f},{base:.1f}"/>'
             )
-    parts.append(
-        _polyline(
-            [None if v is None else (_x(i, count), _y(v, 100)) for i, v in enumerate(health)],
-            "chart-health",
+    for values, css in ((health, "chart-health"), (reply_rate, "chart-reply")):
+        parts.append(
+            _polyline(
+                [None if v is None else (x, frame.y(v)) for x, v in zip(xs, values, strict=True)],
+                css,
+            )
         )
-    )
-    parts.append(
-        _polyline(
-            [None if v is None else (_x(i, count), _y(v, 100)) for i, v in enumerate(reply_rate)],
-            "chart-reply",
+    bottom = frame.height - 5
+    parts.append(f'<text class="chart-axis" x="{frame.left}" y="{bottom}">{first:%d %b}</text>')
+    if last != first:
+        parts.append(
+            f'<text class="chart-axis" x="{frame.width - frame.right}" y="{bottom}" '
+            f'text-anchor="end">{last:%d %b}</text>'
         )
-    )
-    first, last = days[0], days[-1]
-    parts.append(
-        f'<text class="chart-axis" x="{PAD_LEFT}" y="{HEIGHT - 5}">{first:%d %b}</text>'
-        f'<text class="chart-axis" x="{WIDTH - PAD_RIGHT}" y="{HEIGHT - 5}" text-anchor="end">{last:%d %b}</text>'
-    )
     parts.append("</svg>")
     return Markup("".join(parts))
 

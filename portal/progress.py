@@ -1,6 +1,7 @@
-"""The progress page's data: every pipeline step with its state, a percentage and an honest ETA.
+"""The progress page's data: every pipeline step with its state, the steps done and an honest ETA.
 
-Step titles and typical durations come from the one step registry (core/pipeline.py).
+Step titles and typical durations come from the one step registry (core/pipeline.py), rescaled to
+the clock the vendors run on (``Settings.vendor_time_scale``: 60 in the demo's sandbox).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import pipeline
 from core.db import utcnow
 from core.models import Provision
 from core.models import ProvisioningStep
@@ -24,6 +26,7 @@ from core.models import StepStatus
 from core.pipeline import PROVISION_STEPS
 from core.pipeline import STEPS
 from core.pipeline import UPGRADE_STEPS
+from core.pipeline import durations
 from core.pipeline import upgrade_step_key
 
 STATUS_WORDS = {
@@ -36,12 +39,21 @@ STATUS_WORDS = {
 
 PROVISION_WORDS = {
     ProvisionStatus.PENDING_PAYMENT.value: "Waiting for your payment to be confirmed.",
-    ProvisionStatus.PROVISIONING.value: "We are setting everything up. You can close this page and come back any time.",
+    ProvisionStatus.PROVISIONING.value: "We are setting everything up.",
     ProvisionStatus.ACTIVE.value: "Everything is ready.",
     ProvisionStatus.FAILED.value: "Setup stopped. Nothing you paid for is lost.",
     ProvisionStatus.CANCELLED.value: "This order was cancelled.",
     ProvisionStatus.UPGRADING.value: "Adding the domains of your upgrade.",
     ProvisionStatus.PAST_DUE.value: "Your last payment failed. Update your card in Billing to keep your mailboxes.",
+}
+
+# What the student may do meanwhile, said under the bar: only true while setup is under way.
+NOTE_WORDS = {
+    ProvisionStatus.PENDING_PAYMENT.value: "You can close this page: setup starts by itself once the payment is confirmed.",
+    ProvisionStatus.PROVISIONING.value: "You can close this page: setup continues without you, and this page shows where it stands whenever you come back.",
+    ProvisionStatus.UPGRADING.value: "You can close this page: the upgrade continues without you, and your current mailboxes keep warming up.",
+    ProvisionStatus.ACTIVE.value: "Setup is complete. Your dashboard shows your domains, mailboxes and warmup, and what to do next.",
+    ProvisionStatus.FAILED.value: "Nothing is lost: setup resumes from the step that stopped once it is fixed.",
 }
 
 REMEDY_WORDS = {
@@ -79,10 +91,11 @@ PROGRESS_QUERY = (
     .order_by(_steps.c.step_key)
 )
 
-# Any change to this module (titles, wording, the document's shape) or to the pipelines must
-# invalidate every version handed out before the deploy: old tags must not earn a 304.
+# Any change to this module (wording, the document's shape) or to the step registry (titles,
+# durations, pipelines) must invalidate every version handed out before the deploy: old tags
+# must not earn a 304.
 _CODE_VERSION = hashlib.blake2b(
-    Path(__file__).read_bytes() + repr((STEPS, UPGRADE_STEPS)).encode(), digest_size=8
+    Path(__file__).read_bytes() + Path(pipeline.__file__).read_bytes(), digest_size=8
 ).digest()
 
 
@@ -93,10 +106,14 @@ class Snapshot:
     version: str
     provision: Any
     rows: dict[str, Any]
+    time_scale: float = 1.0
 
 
-def load_snapshot(db: Session, user_id: int) -> Snapshot | None:
-    """Read a student's provision and steps in one query; None if they have no provision."""
+def load_snapshot(db: Session, user_id: int, time_scale: float = 1.0) -> Snapshot | None:
+    """Read a student's provision and steps in one query; None if they have no provision.
+
+    ``time_scale`` is how much faster than real time the vendors' clock runs (estimates follow it).
+    """
     result = db.connection().execute(PROGRESS_QUERY, {"user_id": user_id}).all()
     if not result:
         return None
@@ -106,9 +123,10 @@ def load_snapshot(db: Session, user_id: int) -> Snapshot | None:
     # pickle, not repr: a faithful encoding of the values (types included) at a fifth of the cost.
     values = [tuple(row) for row in result]
     digest = hashlib.blake2b(_CODE_VERSION + user_id.to_bytes(8, "big"), digest_size=12)
-    digest.update(pickle.dumps(values, protocol=5))
+    # The scale changes every estimate: a restart with another one must not earn a 304.
+    digest.update(pickle.dumps((time_scale, values), protocol=5))
     rows = {row.step_key: row for row in result if row.step_key is not None}
-    return Snapshot(digest.hexdigest(), result[0], rows)
+    return Snapshot(digest.hexdigest(), result[0], rows, time_scale)
 
 
 def _estimate(steps: list[dict[str, Any]]) -> tuple[int, int]:
@@ -117,23 +135,25 @@ def _estimate(steps: list[dict[str, Any]]) -> tuple[int, int]:
     for step in steps:
         if step["status"] == StepStatus.COMPLETED.value:
             continue
-        info = STEPS.get(step["key"])
-        if info is None:
-            continue
         spent = step["elapsed_s"] or 0
-        typical += max(info.typical_s - spent, int(info.typical_s * 0.1))
-        slow += max(info.slow_s - spent, int(info.slow_s * 0.1))
+        typical += max(step["typical_s"] - spent, int(step["typical_s"] * 0.1))
+        slow += max(step["slow_s"] - spent, int(step["slow_s"] * 0.1))
     return typical, slow
 
 
 def build_steps(
-    keys: tuple[str, ...], rows: dict[str, Any], now: datetime, prefix: str = ""
+    keys: tuple[str, ...],
+    rows: dict[str, Any],
+    now: datetime,
+    prefix: str = "",
+    time_scale: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Merge the mirror rows into the full step list (steps not started yet show as pending)."""
     steps = []
     for key in keys:
         row = rows.get(prefix + key)
         info = STEPS[key]
+        typical_s, slow_s = durations(key, time_scale)
         status = row.step_status if row else StepStatus.PENDING.value
         started = row.started_at if row else None
         finished = row.finished_at if row else None
@@ -149,11 +169,11 @@ def build_steps(
                 "status_words": STATUS_WORDS.get(status, status),
                 "attempt": row.attempt if row else 0,
                 "elapsed_s": elapsed,
-                "typical_s": info.typical_s,
-                "slow_s": info.slow_s,
+                "typical_s": typical_s,
+                "slow_s": slow_s,
                 "slow": status in (StepStatus.RUNNING.value, StepStatus.WAITING.value)
                 and elapsed is not None
-                and elapsed > info.slow_s,
+                and elapsed > slow_s,
                 # Still counting: the page advances elapsed_s itself after a 304.
                 "counting": started is not None and finished is None,
                 "message": row.error_message if row else None,
@@ -163,9 +183,9 @@ def build_steps(
     return steps
 
 
-def progress_for_user(db: Session, user_id: int) -> dict[str, Any] | None:
+def progress_for_user(db: Session, user_id: int, time_scale: float = 1.0) -> dict[str, Any] | None:
     """Return the progress document for a student's provision, or None if they have none."""
-    snapshot = load_snapshot(db, user_id)
+    snapshot = load_snapshot(db, user_id, time_scale)
     return build_document(snapshot) if snapshot is not None else None
 
 
@@ -174,30 +194,26 @@ def build_document(snapshot: Snapshot, now: datetime | None = None) -> dict[str,
     provision = snapshot.provision
     rows = snapshot.rows
     now = now or utcnow()
-    steps = build_steps(PROVISION_STEPS, rows, now)
+    scale = snapshot.time_scale
+    steps = build_steps(PROVISION_STEPS, rows, now, time_scale=scale)
     upgrade_keys = sorted({k.split(":", 1)[0] for k in rows if k.startswith("upgrade-")})
     upgrade = None
     if upgrade_keys and provision.status == ProvisionStatus.UPGRADING.value:
         latest = max(upgrade_keys, key=lambda k: int(k.removeprefix("upgrade-")))
         upgrade_id = int(latest.removeprefix("upgrade-"))
-        upgrade = build_steps(UPGRADE_STEPS, rows, now, prefix=upgrade_step_key(upgrade_id, ""))
+        upgrade = build_steps(
+            UPGRADE_STEPS, rows, now, prefix=upgrade_step_key(upgrade_id, ""), time_scale=scale
+        )
     tracked = upgrade if upgrade is not None else steps
     done = sum(1 for s in tracked if s["status"] == StepStatus.COMPLETED.value)
     total = len(tracked)
     status = provision.status
+    # The bar measures steps, as its label says ("7 of 11 steps done"); time is estimated apart.
     if status == ProvisionStatus.ACTIVE.value:
         percent = 100
     else:
-        # Weight finished steps by their typical duration: waits dominate the real time.
-        weights = [STEPS[s["key"]].typical_s for s in tracked]
-        finished = sum(
-            w
-            for w, s in zip(weights, tracked, strict=True)
-            if s["status"] == StepStatus.COMPLETED.value
-        )
-        percent = int(100 * finished / sum(weights)) if sum(weights) else 0
-        # Never show 100 % before the provision is active; always show a sliver once paid.
-        percent = min(max(percent, 2 if provision.paid_at else 0), 99)
+        # Never 100 % before the provision is active.
+        percent = min(int(100 * done / total), 99) if total else 0
     typical_left, slow_left = _estimate(tracked)
     failed = next((s for s in tracked if s["status"] == StepStatus.FAILED.value), None)
     current = next(
@@ -215,6 +231,7 @@ def build_document(snapshot: Snapshot, now: datetime | None = None) -> dict[str,
         "provision_id": provision.id,
         "status": status,
         "status_words": PROVISION_WORDS.get(status, status),
+        "note": NOTE_WORDS.get(status, ""),
         "status_reason": provision.status_reason,
         "remedy": REMEDY_WORDS.get(provision.remedy or ""),
         "percent": percent,

@@ -20,6 +20,7 @@ from core.models import Domain
 from core.models import Mailbox
 from core.models import Provision
 from portal import insights
+from portal.charts import LARGE
 from portal.dashboard import bp
 from portal.dashboard.overview import render_dashboard
 from portal.dashboard.scope import DASHBOARD_STATES
@@ -44,10 +45,20 @@ def mailbox(mailbox_id: int) -> ResponseReturnValue:
         abort(404)
     domain = box.domain
     view = insights.mailbox_view(
-        box, (domain.status or "").upper() == "ACTIVE" and bool(domain.dmarc_email), utcnow().date()
+        box,
+        (domain.status or "").upper() == "ACTIVE" and bool(domain.dmarc_email),
+        utcnow().date(),
+        insights.warmup_since(domain.provision, domain),
+        frame=LARGE,
     )
     history = sorted(box.snapshots, key=lambda s: s.day, reverse=True)[: insights.HISTORY_DAYS]
-    return render_template("dashboard/mailbox.html", box=box, view=view, history=history)
+    return render_template(
+        "dashboard/mailbox.html",
+        box=box,
+        view=view,
+        history=history,
+        sync_interval_s=insights.WARMUP_SYNC_INTERVAL_S,
+    )
 
 
 @bp.post("/dashboard/plusvibe-password")

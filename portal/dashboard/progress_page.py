@@ -19,11 +19,16 @@ from portal.progress import load_snapshot
 from portal.progress import progress_for_user
 
 
+def _time_scale() -> float:
+    """How much faster than real time the vendors' clock runs (the estimates follow it)."""
+    return float(current_app.extensions["settings"].vendor_time_scale)
+
+
 @bp.get("/progress")
 @student_required
 def progress() -> ResponseReturnValue:
     """Live progress of the student's setup (the page polls progress.json)."""
-    data = progress_for_user(get_db(), current_user.id)
+    data = progress_for_user(get_db(), current_user.id, _time_scale())
     if data is None:
         return redirect(url_for("wizard.start"))
     return render_template("dashboard/progress.html", progress=data)
@@ -33,7 +38,7 @@ def progress() -> ResponseReturnValue:
 @student_required
 def progress_json() -> ResponseReturnValue:
     """The progress document: one indexed query, no Prefect call (polled every 3 s)."""
-    snapshot = load_snapshot(get_db(), current_user.id)
+    snapshot = load_snapshot(get_db(), current_user.id, _time_scale())
     if snapshot is None:
         return jsonify(error="not_found", reason="You have no order yet."), 404
     # Weak tag: a 304 says nothing but the clock moved (the page advances the durations itself);

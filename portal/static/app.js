@@ -1,4 +1,5 @@
 // Outbound Portal: progressive enhancement only; every page works without this file.
+// Progress polling, the mailbox step's live preview, the unsaved-choices warning, copy buttons.
 (function () {
   "use strict";
 
@@ -92,11 +93,13 @@
   }
 
   function render(section, data, dashboard, stop) {
+    // The bar counts steps, as its label says; the time left is estimated apart.
+    var steps = data.done + " of " + data.total + " steps done";
     var bar = document.getElementById("progress-bar");
-    if (bar) { bar.value = data.percent; bar.textContent = data.percent + "%"; }
-    setText("progress-percent", data.percent + "%");
+    if (bar) { bar.max = data.total; bar.value = data.done; bar.textContent = steps; }
+    setText("progress-done", steps);
     setText("progress-words", data.status_words);
-    setText("progress-done", data.done + " / " + data.total);
+    setText("progress-note", data.note || "");
     setText("progress-elapsed", duration(data.elapsed_s));
     setText("progress-remaining", data.finished ? "Done" : (data.remaining_s ? "about " + duration(data.remaining_s) : "—"));
     setText("progress-remaining-slow", data.remaining_slow_s && !data.finished ? "can take up to " + duration(data.remaining_slow_s) : "");
@@ -158,8 +161,105 @@
     tick();
   }
 
+  // The mailbox step's preview follows the fields as the student types. The portal renders it
+  // with the step's own rules (core/mailboxes.py), so it never disagrees with what is created.
+  function livePreview(form) {
+    var source = form.getAttribute("data-preview");
+    var table = document.querySelector("#mailbox-preview table.preview-grid");
+    if (!source || !table) { return; }
+    var body = table.querySelector("tbody");
+    var timer = null;
+    var asked = 0;
+    function url() {
+      var params = new URLSearchParams();
+      ["first_name", "last_name"].forEach(function (name) { params.set(name, form.elements[name].value); });
+      form.querySelectorAll("select[name^='pattern_']").forEach(function (select) { params.set(select.name, select.value); });
+      return source + "?" + params.toString();
+    }
+    function cell(text, className) {
+      var td = document.createElement("td");
+      if (className) { td.className = className; }
+      td.textContent = text;
+      return td;
+    }
+    function show(data) {
+      body.textContent = "";
+      var count = 0;
+      data.rows.forEach(function (row) {
+        var tr = document.createElement("tr");
+        tr.appendChild(cell(row.domain));
+        row.addresses.forEach(function (address) { tr.appendChild(cell(address, "mono")); count += 1; });
+        body.appendChild(tr);
+      });
+      table.classList.toggle("hidden", count === 0);
+      setText("preview-reason", data.reason);
+      document.getElementById("preview-reason").classList.toggle("hidden", !data.reason);
+      setText("preview-summary", count ? count + " mailboxes, sending as " + data.sender + "." : "");
+      form.querySelectorAll("option[data-pattern]").forEach(function (option) {
+        var example = data.examples[option.value];
+        if (example) { option.textContent = example + "@yourdomain.com"; }
+      });
+    }
+    function update() {
+      var mine = ++asked;
+      fetch(url(), { headers: { "Accept": "application/json" }, credentials: "same-origin", cache: "no-store" })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        // Only the answer to the latest question is shown (answers may cross on the way).
+        .then(function (data) { if (data && mine === asked) { show(data); } })
+        .catch(function () { /* offline for a moment: "Update preview" still works */ });
+    }
+    form.addEventListener("input", function () {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(update, 250);
+    });
+  }
+
+  // Wizard forms marked data-unsaved: leaving with changed fields that were not sent asks first.
+  var unsaved = false;
+  document.addEventListener("input", function (event) {
+    var form = event.target.form;
+    if (form && form.hasAttribute("data-unsaved")) { unsaved = true; }
+  });
+  document.addEventListener("submit", function (event) {
+    if (!event.defaultPrevented) { unsaved = false; }
+  });
+  window.addEventListener("beforeunload", function (event) {
+    if (unsaved) { event.preventDefault(); event.returnValue = ""; }
+  });
+
+  // Copy buttons (data-copy names the element whose text is copied), e.g. the PlusVibe password.
+  function copied(button) {
+    var label = button.textContent;
+    button.textContent = "Copied";
+    window.setTimeout(function () { button.textContent = label; }, 2000);
+  }
+  function copyBySelection(source, button) {
+    var range = document.createRange();
+    range.selectNodeContents(source);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    if (document.execCommand("copy")) { copied(button); }
+    selection.removeAllRanges();
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy]");
+    var source = button && document.getElementById(button.getAttribute("data-copy"));
+    if (!source) { return; }
+    var text = source.textContent.trim();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { copied(button); }, function () { copyBySelection(source, button); });
+    } else {
+      copyBySelection(source, button);
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     var section = document.getElementById("progress");
     if (section && section.getAttribute("data-status") !== "active") { poll(section); }
+    var mailboxes = document.getElementById("mailbox-form");
+    if (mailboxes) { livePreview(mailboxes); }
+    // Copying needs this script: the buttons stay hidden without it.
+    document.querySelectorAll("[data-copy]").forEach(function (button) { button.classList.remove("hidden"); });
   });
 })();

@@ -42,6 +42,24 @@ from portal.extensions import student_required
 from portal.wizard import bp
 from portal.wizard import state
 
+# What the way back from Stripe says, by where the paid order stands when it is opened.
+SUCCESS_WORDS = {
+    ProvisionStatus.PROVISIONING.value: (
+        "Thank you! Your payment was received and setup has started.",
+        "success",
+    ),
+    ProvisionStatus.ACTIVE.value: ("This order is paid and everything is set up.", "info"),
+    ProvisionStatus.UPGRADING.value: (
+        "This order is paid and set up; an upgrade is under way.",
+        "info",
+    ),
+    ProvisionStatus.PAST_DUE.value: ("This order is set up; its latest payment failed.", "warning"),
+    ProvisionStatus.FAILED.value: (
+        "Your payment was received; setup stopped and is being looked at.",
+        "warning",
+    ),
+}
+
 
 @bp.route("/review", methods=["GET", "POST"])
 @student_required
@@ -250,8 +268,11 @@ def success() -> ResponseReturnValue:
     status = db.scalar(select(Provision.status).where(Provision.id == provision.id))
     if status == ProvisionStatus.PENDING_PAYMENT.value:
         flash("Thank you! We are waiting for your payment to be confirmed.", "info")
-    else:
-        drafts.clear(db, current_user.id, drafts.ORDER)
-        db.commit()
-        flash("Thank you! Your payment was received and setup has started.", "success")
-    return redirect(url_for("dashboard.progress"))
+        return redirect(url_for("dashboard.progress"))
+    drafts.clear(db, current_user.id, drafts.ORDER)
+    db.commit()
+    # This page may be opened again later (history, a bookmark): say where the order is now.
+    words = SUCCESS_WORDS.get(status or "")
+    if words:
+        flash(*words)
+    return redirect(url_for("dashboard.home"))

@@ -89,6 +89,19 @@ def preview(draft: dict[str, Any]) -> list[tuple[str, list[str]]] | None:
         return None
 
 
+def preview_or_reason(
+    domains: list[str], patterns: list[str], first: str, last: str
+) -> tuple[list[tuple[str, list[str]]], str]:
+    """Every address these choices make, or no address and the reason, in the student's words."""
+    if not first.strip() or not last.strip():
+        return [], "Enter your first and last name to see the addresses."
+    try:
+        name = validate_sender_name(first, last)
+        return preview_addresses(domains, patterns, name.first, name.last), ""
+    except MailboxNameError as exc:
+        return [], f"{exc} The addresses appear once that is fixed."
+
+
 def furthest(draft: dict[str, Any]) -> str:
     """The last step the student may open, given what the draft holds."""
     tier = chosen_tier(draft)

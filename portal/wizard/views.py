@@ -6,6 +6,7 @@ Step 4 (review and pay) and the return from Stripe are in portal/wizard/checkout
 from __future__ import annotations
 
 from flask import current_app
+from flask import jsonify
 from flask import redirect
 from flask import request
 from flask import url_for
@@ -145,13 +146,39 @@ def mailboxes() -> ResponseReturnValue:
                 return redirect(url_for("wizard.review"))
         else:
             status = 400  # nothing saved; the errors stand next to their fields
-    preview = state.preview(draft) if status == 200 else None
+    # What is in the fields now (a refused post included), never the draft's older choice.
+    first, last = form.first_name.data or "", form.last_name.data or ""
+    preview, reason = state.preview_or_reason(
+        draft["domains"], [field.data for field in form.pattern_fields()], first, last
+    )
     return state.page(
         "wizard/mailboxes.html",
         "mailboxes",
         draft,
         form=form,
         tier=tier,
-        patterns=_pattern_examples(form.first_name.data or "", form.last_name.data or ""),
-        preview=preview or [],
+        patterns=_pattern_examples(first, last),
+        preview=preview,
+        preview_reason=reason,
+        sender=" ".join((first.strip(), last.strip())),
     ), status
+
+
+@bp.get("/mailboxes/preview.json")
+@student_required
+def mailboxes_preview() -> ResponseReturnValue:
+    """The live preview as the student types: the same rules as the step (core/mailboxes.py)."""
+    draft = state.load()
+    tier = state.chosen_tier(draft)
+    if state.closed() is not None or tier is None or state.guard("mailboxes", draft) is not None:
+        return jsonify(error="not_found", reason="Choose a package and domains first."), 404
+    args = request.args
+    first, last = args.get("first_name", "")[:200], args.get("last_name", "")[:200]
+    patterns = [args.get(f"pattern_{i}", "") for i in range(tier.mailboxes_per_domain)]
+    rows, reason = state.preview_or_reason(draft["domains"], patterns, first, last)
+    return jsonify(
+        rows=[{"domain": domain, "addresses": addresses} for domain, addresses in rows],
+        reason=reason,
+        examples=_pattern_examples(first, last),
+        sender=" ".join((first.strip(), last.strip())),
+    )

@@ -41,6 +41,8 @@ def test_validate_normalizes(raw: str, expected: str) -> None:
         ("acme.io", ".io is not sold"),
         ("acme.xyz", ".xyz is not sold"),
         ("mail.acme.com", "is a subdomain"),
+        ("foo..com", "foo..com is not a valid domain name"),
+        (".com", "not a valid domain name"),
         ("-acme.com", "do not start or end with a hyphen"),
         ("acme-.com", "do not start or end with a hyphen"),
         ("ac_me.com", "use letters, digits and hyphens"),
@@ -159,3 +161,23 @@ def test_a_www_label_on_an_unsold_ending_is_refused_for_its_ending(name: str) ->
     # stripped "www." and then said the ending was missing instead of naming the unsold ending.
     with pytest.raises(DomainNameError, match="not sold"):
         validate_domain(name)
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(
+    st.lists(labels, min_size=1, max_size=3),
+    st.integers(min_value=0, max_value=3),
+    st.sampled_from(SUPPORTED_TLDS),
+)
+@example(["foo"], 1, "com")  # reported: "foo..com" was refused as "a subdomain"
+def test_an_empty_part_between_dots_is_not_a_valid_domain_name(
+    parts: list[str], gap: int, tld: str
+) -> None:
+    # Two dots in a row anywhere before the ending: the reason is the typo, never "a subdomain".
+    figures.add("bad input", "domain_validator_cases", 1)
+    pieces = [*parts, tld]
+    pieces.insert(min(gap, len(parts)), "")
+    with pytest.raises(DomainNameError) as refused:
+        validate_domain(".".join(pieces))
+    assert "not a valid domain name" in str(refused.value)
+    assert "subdomain" not in str(refused.value)

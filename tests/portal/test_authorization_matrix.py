@@ -52,6 +52,7 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("wizard.domains", "POST"): (L, 302, 302, 403),
     ("wizard.mailboxes", "GET"): (L, 302, 302, 403),
     ("wizard.mailboxes", "POST"): (L, 302, 302, 403),
+    ("wizard.mailboxes_preview", "GET"): (401, 404, 404, 403),
     ("wizard.review", "GET"): (L, 302, 302, 403),
     ("wizard.review", "POST"): (L, 302, 302, 403),
     ("wizard.success", "GET"): (L, 404, 404, 403),

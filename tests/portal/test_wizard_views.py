@@ -364,6 +364,11 @@ def test_pay_creates_a_pending_provision_and_a_checkout_session(
         ("one_time", 9700),
         ("recurring", 4700),
     ]
+    # Checkout names each line by its product: each says which fee it is (they were identical).
+    assert {line["price"]["type"]: line["description"] for line in lines} == {
+        "one_time": "Outbound infrastructure, Starter package: one-time setup fee",
+        "recurring": "Outbound infrastructure, Starter package: monthly fee",
+    }
 
 
 @pytest.mark.usefixtures("student")
