@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from portal import create_app
+from tests.portal import two_factor_support
 from tests.portal.helpers import PASSWORD
 
 
@@ -88,9 +89,12 @@ class AuthActions:
 
     def login(self, email: str, password: str = PASSWORD, **kwargs: Any) -> Any:
         """POST the sign-in form."""
-        return self._client.post(
+        response = self._client.post(
             "/auth/login", data={"email": email, "password": password, **kwargs}
         )
+        # Admin 2FA: an admin then enrols or enters a code on the real pages (returns the above).
+        two_factor_support.pass_second_step(self._client, email, response)
+        return response
 
     def logout(self) -> Any:
         """POST the sign-out form."""

@@ -21,6 +21,7 @@ from core.models import Tier
 from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_provision
 from tests.portal.helpers import make_user
+from tests.portal.two_factor_support import login
 from tests.reliability import figures
 
 ROLES = ("anonymous", "student_a", "student_b", "admin")
@@ -38,6 +39,11 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("auth.forgot_password", "POST"): (400, 400, 400, 400),
     ("auth.reset_password", "GET"): (400, 400, 400, 400),
     ("auth.reset_password", "POST"): (400, 400, 400, 400),
+    # The second step answers only a browser half-way through an admin's sign-in.
+    ("auth.two_factor", "GET"): (L, 302, 302, 302),
+    ("auth.two_factor", "POST"): (L, 302, 302, 302),
+    ("auth.two_factor_setup", "GET"): (L, 302, 302, 302),
+    ("auth.two_factor_setup", "POST"): (L, 302, 302, 302),
     ("wizard.start", "GET"): (L, 302, 302, 403),
     ("wizard.package", "GET"): (L, 302, 302, 403),
     ("wizard.package", "POST"): (L, 302, 302, 403),
@@ -74,6 +80,8 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("admin.tier_edit", "POST"): (L, 403, 403, 400),
     ("admin.tier_toggle", "POST"): (L, 403, 403, 303),
     ("admin.tier_move", "POST"): (L, 403, 403, 400),
+    ("admin.audit", "GET"): (L, 403, 403, 200),
+    ("admin.sign_out_everywhere", "POST"): (L, 403, 403, 303),
     ("webhooks.stripe_webhook", "POST"): (400, 400, 400, 400),
     ("webhooks.zapmail_webhook", "POST"): (400, 400, 400, 400),
 }
@@ -128,10 +136,7 @@ def _client(app: Flask, role: str) -> Any:
         "admin": "admin@example.com",
     }.get(role)
     if email:
-        assert (
-            client.post("/auth/login", data={"email": email, "password": PASSWORD}).status_code
-            == 302
-        )
+        assert login(client, email).status_code == 302
     return client
 
 

@@ -31,6 +31,7 @@ from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import WEBHOOK_SECRET
 from tests.portal.helpers import make_user
 from tests.portal.test_authorization_matrix import _url
+from tests.portal.two_factor_support import login
 from tests.reliability import figures
 from tests.reliability.stripe_deliveries import raw_signature
 from tests.reliability.test_web_security import fingerprint
@@ -213,9 +214,7 @@ def test_fuzzed_forms_on_every_post_route_never_500_and_refusals_write_nothing(
     )
     urls = [(_url(app, endpoint, world), method) for endpoint, method in routes]
     client = app.test_client()
-    assert (
-        client.post("/auth/login", data={"email": email, "password": PASSWORD}).status_code == 302
-    )
+    assert login(client, email).status_code == 302
     statuses: dict[int, int] = {}
 
     @FUZZ

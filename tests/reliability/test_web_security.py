@@ -33,6 +33,7 @@ from tests.portal.helpers import tiers
 from tests.portal.helpers import wizard_to_checkout
 from tests.portal.test_authorization_matrix import EXPECTED
 from tests.portal.test_authorization_matrix import _url
+from tests.portal.two_factor_support import login
 from tests.reliability import figures
 
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
@@ -44,6 +45,8 @@ ALLOWED_SOURCES = {"'self'", "'none'", "data:"}
 FORM_DATA: dict[str, dict[str, str]] = {
     "auth.login": {"email": "a@example.com", "password": PASSWORD},
     "auth.forgot_password": {"email": "a@example.com"},
+    "auth.two_factor": {"code": "123456"},
+    "auth.two_factor_setup": {"code": "123456"},
     "wizard.package": {"tier_id": "1"},
     "wizard.domains": {"action": "search", "brand": "csrfco"},
     "wizard.mailboxes": {"first_name": "Ann", "last_name": "Lee", "action": "continue"},
@@ -79,9 +82,7 @@ def _signed_in(app: Flask, role: str) -> tuple[Any, str]:
     client = app.test_client()
     token = _token(client)
     if role != "anonymous":
-        response = client.post(
-            "/auth/login", data={"email": EMAILS[role], "password": PASSWORD, "csrf_token": token}
-        )
+        response = login(client, EMAILS[role], csrf_token=token)
         assert response.status_code == 302, role
         # The session was regenerated at sign-in: take the token of the new session.
         token = _token(client, "/")
@@ -195,7 +196,7 @@ def test_every_page_sends_the_security_headers_and_loads_nothing_external(
     for role in ("anonymous", "student_a", "student_b", "admin"):
         client = app.test_client()
         if role != "anonymous":
-            client.post("/auth/login", data={"email": EMAILS[role], "password": PASSWORD})
+            login(client, EMAILS[role])
         extra = ["/no-such-page", "/progress.json", "/webhooks/stripe"]
         for url in [_url(app, e, world) for e, _ in gets] + extra:
             response = client.get(url)
@@ -358,7 +359,7 @@ def test_every_admin_action_writes_an_audit_row(
     boss = make_user(session, "boss@example.com", role=Role.ADMIN)
     session.commit()
     admin = app.test_client()
-    admin.post("/auth/login", data={"email": "boss@example.com", "password": PASSWORD})
+    login(admin, "boss@example.com")
 
     # A paid order through the sandbox (for the refund), then failed for good.
     student = app.test_client()
@@ -400,6 +401,7 @@ def test_every_admin_action_writes_an_audit_row(
         ),
         "admin.tier_toggle": (f"/admin/tiers/{rows['growth'].id}/toggle", {}),
         "admin.tier_move": (f"/admin/tiers/{rows['scale'].id}/move", {"direction": "up"}),
+        "admin.sign_out_everywhere": (f"/admin/provisions/{paid.id}/sign-out-everywhere", {}),
         "admin.retry": (f"/admin/provisions/{failed.id}/retry", {}),
         "admin.cancel": (f"/admin/provisions/{cid}/cancel", {"note": "duplicate"}),
         "admin.refund": (
