@@ -28,6 +28,7 @@ from portal.auth import totp
 from portal.db import get_db
 from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_user
+from tests.portal.two_factor_support import RECOVERY_CODE
 from tests.portal.two_factor_support import SETUP
 from tests.portal.two_factor_support import VERIFY
 from tests.portal.two_factor_support import code_after
@@ -35,7 +36,6 @@ from tests.portal.two_factor_support import page_secret
 
 EMAIL = "boss@example.com"
 ADMIN_PAGES = ("/admin/", "/admin/cohort", "/admin/tiers", "/admin/tiers/new", "/admin/audit")
-RECOVERY = re.compile(r"<li>([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4})</li>")
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def _enrol(client: Any) -> tuple[str, list[str]]:
     secret = page_secret(client.get(SETUP).get_data(as_text=True))
     done = client.post(SETUP, data={"code": code_after(secret, None)})
     assert done.status_code == 200
-    return secret, RECOVERY.findall(done.get_data(as_text=True))
+    return secret, RECOVERY_CODE.findall(done.get_data(as_text=True))
 
 
 def _last_step(session: Session, user: User) -> int | None:
@@ -108,7 +108,7 @@ def test_first_sign_in_enrols_and_only_a_right_code_turns_it_on(
     done = client.post(SETUP, data={"code": code_after(secret, None)})
     body = done.get_data(as_text=True)
     assert done.status_code == 200 and "This is the only time they are shown" in body
-    codes = RECOVERY.findall(body)
+    codes = RECOVERY_CODE.findall(body)
     assert len(codes) == 10 == len(set(codes))
     assert 'href="/admin/cohort"' in body
     session.expire_all()

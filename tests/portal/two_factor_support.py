@@ -28,6 +28,8 @@ from tests.portal.helpers import PASSWORD
 
 SETUP = "/auth/2fa/setup"
 VERIFY = "/auth/2fa"
+# A recovery code as the page after enrolment lists it.
+RECOVERY_CODE = re.compile(r"<li>([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4})</li>")
 
 
 def code_after(secret: str, last_step: int | None) -> str:
