@@ -96,11 +96,13 @@ def test_rotate_data_keys_reseals_stored_secrets(
     engine = make_engine(cli_settings.database_url)
     factory = make_sessionmaker(engine)
     with factory() as session:
-        make_provision(
+        owner = make_provision(
             session,
             "a@example.com",
             plusvibe_client_password_enc=SecretBox([old_key]).seal("pw-123"),
-        )
+        ).user_id
+        # An admin's TOTP secret is sealed with the same keys.
+        session.add(TotpFactor(user_id=owner, secret_enc=SecretBox([old_key]).seal("B" * 32)))
         session.commit()
 
     rotated = cli_settings.model_copy(
@@ -111,9 +113,11 @@ def test_rotate_data_keys_reseals_stored_secrets(
 
     with factory() as session:
         token = session.scalar(select(Provision.plusvibe_client_password_enc))
+        sealed = session.scalar(select(TotpFactor.secret_enc))
     engine.dispose()
-    assert token is not None
+    assert token is not None and sealed is not None
     assert SecretBox([new_key]).open(token).get_secret_value() == "pw-123"
+    assert SecretBox([new_key]).open(sealed).get_secret_value() == "B" * 32
 
 
 def test_reset_2fa_removes_the_second_factor_ends_sessions_and_is_audited(
@@ -151,27 +155,3 @@ def test_reset_2fa_removes_the_second_factor_ends_sessions_and_is_audited(
     assert row.details["had_second_factor"] is True
     with pytest.raises(SystemExit, match="no user nobody@example.com"):
         cli.main(["reset-2fa", "--email", "nobody@example.com"])
-
-
-def test_rotate_data_keys_reseals_totp_secrets(
-    cli_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cli.main(["setup"])
-    cli.main(["create-admin", "--email", "boss@example.com", "--password", "first-password-1"])
-    old_key, new_key = generate_key(), generate_key()
-    engine = make_engine(cli_settings.database_url)
-    factory = make_sessionmaker(engine)
-    with factory() as session:
-        boss_id = session.scalars(select(User.id)).one()
-        session.add(TotpFactor(user_id=boss_id, secret_enc=SecretBox([old_key]).seal("B" * 32)))
-        session.commit()
-    rotated = cli_settings.model_copy(
-        update={"data_keys": type(cli_settings.data_keys)(f"{new_key},{old_key}")}
-    )
-    monkeypatch.setattr(cli, "get_settings", lambda: rotated)
-    cli.main(["rotate-data-keys"])
-    with factory() as session:
-        token = session.scalar(select(TotpFactor.secret_enc))
-    engine.dispose()
-    assert token is not None
-    assert SecretBox([new_key]).open(token).get_secret_value() == "B" * 32

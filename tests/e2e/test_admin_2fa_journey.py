@@ -10,8 +10,6 @@ address and user agent.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +20,7 @@ from core.models import Role
 from core.models import TotpFactor
 from tests.e2e.admin_sign_in import enrol
 from tests.e2e.admin_sign_in import password_step
-from tests.e2e.conftest import serving_portal
+from tests.e2e.test_accounts_journey import portal  # noqa: F401  (the fixture: no Prefect)
 from tests.portal.helpers import make_user
 from tests.portal.two_factor_support import code_after
 
@@ -31,24 +29,15 @@ pytestmark = [pytest.mark.browser]
 EMAIL = "coach@bootcamp.test"
 
 
-@pytest.fixture
-def portal(
-    session: Session,  # noqa: ARG001  (requested so every row is deleted after the test)
-    db_url: str,
-    sandbox: Any,
-    tmp_path: Path,
-) -> Iterator[str]:
-    """The portal on loopback; no Prefect (nothing here starts a run)."""
-    with serving_portal(sandbox, database_url=db_url, instance_dir=tmp_path) as (_app, url, _):
-        yield url
-
-
 def _audit_rows(page: Any) -> list[str]:
     return [row.strip() for row in page.locator("table.audit-log tbody tr").all_inner_texts()]
 
 
 def test_admin_enrols_signs_in_with_a_code_and_finds_it_in_the_audit_log(
-    portal: str, browser: Any, shoot: Any, session: Session
+    portal: str,  # noqa: F811  (the imported fixture)
+    browser: Any,
+    shoot: Any,
+    session: Session,
 ) -> None:
     url = portal
     admin = make_user(session, EMAIL, role=Role.ADMIN, name="Coach Kim")

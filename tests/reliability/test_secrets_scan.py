@@ -22,6 +22,7 @@ from werkzeug.security import generate_password_hash
 from core.crud import seed_default_tiers
 from core.crypto import SecretBox
 from core.models import Provision
+from core.models import Role
 from core.models import User
 from core.settings import DEV_DATA_KEY
 from core.settings import DEV_SECRET_KEY
@@ -33,6 +34,7 @@ from tests.portal import prefect_support
 from tests.portal import two_factor_support
 from tests.portal.conftest import portal_settings
 from tests.portal.helpers import PASSWORD
+from tests.portal.helpers import make_user
 from tests.portal.helpers import post_event
 from tests.portal.helpers import wizard_to_checkout
 from tests.reliability import figures
@@ -96,12 +98,7 @@ def test_no_secret_in_plaintext_after_a_paid_provisioning_and_the_whole_suite(
     with client.session_transaction() as cookie:
         session_token = cookie["_user_id"]  # the DB keeps only its SHA-256
     # An admin enrols a second factor, then signs in again with a recovery code and a TOTP code.
-    admin = User(
-        email="scan@admin.test",
-        password_hash=generate_password_hash(PASSWORD, method="scrypt:1024:8:1"),
-        role="admin",
-    )
-    pipeline.session.add(admin)
+    admin = make_user(pipeline.session, "scan@admin.test", role=Role.ADMIN)
     pipeline.session.commit()
     staff = app.test_client()
     staff.post("/auth/login", data={"email": admin.email, "password": PASSWORD})
