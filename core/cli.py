@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from collections.abc import Sequence
 from contextlib import contextmanager
 
+from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -28,8 +29,12 @@ from core.crypto import generate_key
 from core.db import make_engine
 from core.db import make_sessionmaker
 from core.db import session_scope
+from core.models import AuditLog
 from core.models import Provision
+from core.models import RecoveryCode
 from core.models import Role
+from core.models import TotpFactor
+from core.models import User
 from core.passwords import WeakPasswordError
 from core.settings import Settings
 from core.settings import get_settings
@@ -87,7 +92,8 @@ def _create_user(settings: Settings, args: argparse.Namespace, role: Role) -> No
             )
             if password is not None and not created:
                 # A new password ends every session signed in with the old one.
-                revoke_sessions(session, user.id, "password_change")
+                ended = revoke_sessions(session, user.id, "password_change")
+                _audit(session, "password_changed", user.id, sessions_ended=ended)
             email = user.email
     except (WeakPasswordError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -104,15 +110,60 @@ def cmd_create_student(settings: Settings, args: argparse.Namespace) -> None:
     _create_user(settings, args, Role.STUDENT)
 
 
+def _audit(session: Session, action: str, user_id: int, **details: object) -> None:
+    # The audit log names who ran the command: no portal user, the operating-system account.
+    try:
+        os_user = getpass.getuser()
+    except (OSError, KeyError):
+        os_user = "unknown"
+    session.add(
+        AuditLog(
+            actor_id=None,
+            action=action,
+            target_type="user",
+            target_id=user_id,
+            details={"via": "infra", "os_user": os_user, **details},
+        )
+    )
+
+
+def _user(session: Session, email: str) -> User:
+    user = get_user_by_email(session=session, email=email)
+    if user is None:
+        raise SystemExit(f"error: no user {normalize_email(email)}")
+    return user
+
+
 def cmd_revoke_sessions(settings: Settings, args: argparse.Namespace) -> None:
     """Sign a user out everywhere: every live session of the account ends at its next request."""
     with _session(settings) as session:
-        user = get_user_by_email(session=session, email=args.email)
-        if user is None:
-            raise SystemExit(f"error: no user {normalize_email(args.email)}")
+        user = _user(session, args.email)
         ended = revoke_sessions(session, user.id, "cli")
+        _audit(session, "sessions_revoked", user.id, sessions_ended=ended)
         email = user.email
     _say(f"sessions ended for {email}: {ended}")
+
+
+def cmd_reset_2fa(settings: Settings, args: argparse.Namespace) -> None:
+    """Remove an admin's second factor and recovery codes (a lost phone): they enrol again."""
+    with _session(settings) as session:
+        user = _user(session, args.email)
+        factor = session.execute(delete(TotpFactor).where(TotpFactor.user_id == user.id))
+        session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        # Whoever holds the lost phone may be signed in with it: every session ends too.
+        ended = revoke_sessions(session, user.id, "two_factor_reset")
+        _audit(
+            session,
+            "two_factor_reset",
+            user.id,
+            had_second_factor=bool(factor.rowcount),
+            sessions_ended=ended,
+        )
+        email = user.email
+    _say(
+        f"second factor removed for {email} (sessions ended: {ended}); "
+        "they set up a new one at their next sign-in"
+    )
 
 
 def cmd_rotate_data_keys(settings: Settings, _args: argparse.Namespace) -> None:
@@ -126,6 +177,11 @@ def cmd_rotate_data_keys(settings: Settings, _args: argparse.Namespace) -> None:
             token = provision.plusvibe_client_password_enc
             if token is not None and not box.is_current(token):
                 provision.plusvibe_client_password_enc = box.rotate(token)
+                rotated += 1
+        # Admins' TOTP secrets are sealed with the same keys.
+        for factor in session.scalars(select(TotpFactor)):
+            if not box.is_current(factor.secret_enc):
+                factor.secret_enc = box.rotate(factor.secret_enc)
                 rotated += 1
     _say(f"secrets re-sealed under the newest key: {rotated}")
 
@@ -168,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = sub.add_parser("revoke-sessions", help=cmd_revoke_sessions.__doc__)
     revoke.add_argument("--email", required=True)
     revoke.set_defaults(func=cmd_revoke_sessions)
+    reset_2fa = sub.add_parser("reset-2fa", help=cmd_reset_2fa.__doc__)
+    reset_2fa.add_argument("--email", required=True)
+    reset_2fa.set_defaults(func=cmd_reset_2fa)
     sub.add_parser("rotate-data-keys", help=cmd_rotate_data_keys.__doc__).set_defaults(
         func=cmd_rotate_data_keys
     )

@@ -318,10 +318,15 @@ class WebhookEvent(Base):
 
 
 class AuditLog(Base):
-    """An admin action or a sensitive read (e.g. a password reveal)."""
+    """An admin action, a sensitive read (a password reveal) or an account event (a sign-in)."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_target", "target_type", "target_id"),)
+    __table_args__ = (
+        Index("ix_audit_log_target", "target_type", "target_id"),
+        # The admin audit page filters by actor and by date (0009).
+        Index("ix_audit_log_actor_id", "actor_id"),
+        Index("ix_audit_log_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -331,6 +336,8 @@ class AuditLog(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     ip: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # From where, with ip (0009): the browser that signed in, reset a password, acted.
+    user_agent: Mapped[str | None] = mapped_column(String(255))
 
 
 class Upgrade(Base):
@@ -611,6 +618,9 @@ class UserSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Why it ended: sign_out, password_reset, admin, cli, idle, absolute.
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
+    # How the sign-in passed the second step (totp, recovery_code; 0009): an admin's session
+    # without one is refused, whatever made the user an admin.
+    second_factor: Mapped[str | None] = mapped_column(String(16))
 
 
 class TokenPurpose(StrEnum):
@@ -640,7 +650,7 @@ class PasswordToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-# Cohorts (issue 15): a bootcamp class whose students are invited together from a CSV.
+# Cohorts: a bootcamp class whose students are invited together from a CSV.
 
 
 class Cohort(Base):
@@ -653,3 +663,38 @@ class Cohort(Base):
     starts_on: Mapped[date] = mapped_column(Date)
     instructor: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# Admin security: the second factor of admin accounts.
+
+
+class TotpFactor(Base):
+    """An admin's TOTP secret, sealed with the data keys (core/crypto.py); never in plaintext.
+
+    Unconfirmed until the first code from the authenticator app proves the app holds it; a code's
+    time step is remembered so that no code is accepted twice.
+    """
+
+    __tablename__ = "totp_factors"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The 30-second step of the last code accepted: only later steps are accepted after it.
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RecoveryCode(Base):
+    """A single-use recovery code of an admin; only its SHA-256 is stored (~79 random bits)."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

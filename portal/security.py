@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -81,6 +82,11 @@ def client_ip() -> str:
     return (request.remote_addr or "unknown")[:64]
 
 
+def client_user_agent() -> str | None:
+    """The client's User-Agent header, cut to what the DB keeps."""
+    return (request.user_agent.string or "")[:255] or None
+
+
 @dataclass(frozen=True)
 class Throttle:
     """Whether sign-in is blocked, and for how many more seconds."""
@@ -136,6 +142,12 @@ def clear_failed_logins(db: Session, *, email: str) -> None:
     db.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
 
 
+class Actor(Enum):
+    """Who ``audit`` records when no user id is given."""
+
+    SIGNED_IN = "signed-in"  # the signed-in user, if any
+
+
 def audit(
     db: Session,
     action: str,
@@ -143,19 +155,26 @@ def audit(
     target_type: str,
     target_id: int | None,
     details: dict[str, Any] | None = None,
-) -> None:
-    """Write an audit row for the signed-in user's action (committed by the caller)."""
-    actor = current_user.id if current_user.is_authenticated else None
-    db.add(
-        AuditLog(
-            actor_id=actor,
-            action=action,
-            target_type=target_type,
-            target_id=target_id,
-            details=details or {},
-            ip=client_ip(),
-        )
+    actor: int | None | Actor = Actor.SIGNED_IN,
+) -> AuditLog:
+    """Add an audit row: who, what, on what, from where; return it (committed by the caller).
+
+    ``actor`` is the signed-in user unless given: a sign-in names its user before it is signed
+    in, a refused one names nobody (and never loads the session of whoever holds the cookie).
+    """
+    if actor is Actor.SIGNED_IN:
+        actor = current_user.id if current_user.is_authenticated else None
+    row = AuditLog(
+        actor_id=actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        details=details or {},
+        ip=client_ip(),
+        user_agent=client_user_agent(),
     )
+    db.add(row)
+    return row
 
 
 def regenerate_session() -> None:

@@ -1,4 +1,4 @@
-"""Auth blueprint: sign in and out on server-side sessions, and password reset by email."""
+"""Auth blueprint: sign in (admins in two steps) and out on server-side sessions, password reset."""
 
 from __future__ import annotations
 
@@ -28,4 +28,5 @@ def _configure(state: BlueprintSetupState) -> None:
 
 from portal.auth import invite_views  # noqa: E402,F401  (registers the routes on bp)
 from portal.auth import reset_views  # noqa: E402,F401  (registers the routes on bp)
+from portal.auth import two_factor_views  # noqa: E402,F401  (registers the routes on bp)
 from portal.auth import views  # noqa: E402,F401  (registers the routes on bp)

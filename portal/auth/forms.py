@@ -1,4 +1,4 @@
-"""Sign-in, forgotten-password and new-password forms."""
+"""Sign-in, second-step, forgotten-password and new-password forms."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField
 from wtforms import HiddenField
 from wtforms import PasswordField
+from wtforms import StringField
 from wtforms.validators import DataRequired
 from wtforms.validators import EqualTo
 from wtforms.validators import Length
@@ -23,6 +24,19 @@ class LoginForm(FlaskForm):  # type: ignore[misc]
     email = EmailField("Email", validators=[DataRequired(), Length(max=254), PRINTABLE])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
     next = HiddenField()
+
+
+class SecondStepForm(FlaskForm):  # type: ignore[misc]
+    """A code from the authenticator app, or one of the recovery codes."""
+
+    code = StringField(
+        "Code",
+        validators=[
+            DataRequired(),
+            Length(max=40),
+            Regexp(r"^[A-Za-z0-9 -]*$", message="Enter the 6-digit code or a recovery code."),
+        ],
+    )
 
 
 class ForgotPasswordForm(FlaskForm):  # type: ignore[misc]

@@ -41,6 +41,7 @@ from portal.auth.tokens import retire_tokens
 from portal.auth.tokens import scrub_link
 from portal.auth.tokens import use_token
 from portal.db import get_db
+from portal.security import audit
 from portal.security import clear_failed_logins
 from portal.security import client_ip
 from portal.security import regenerate_session
@@ -70,8 +71,18 @@ def forgot_password() -> ResponseReturnValue:
         return too_many("auth/forgot.html", throttle, "reset requests", form=form)
     record_reset_request(db, email=email, ip=ip)
     user = get_user_by_email(session=db, email=email)
+    emailed = user is not None and user.is_active
     if user is not None and user.is_active:
         _queue_reset_email(db, user, ip)
+    # Admins see every request, for an address with an account or not (the page never says).
+    audit(
+        db,
+        "password_reset_requested",
+        target_type="user",
+        target_id=user.id if user else None,
+        actor=None,
+        details={"email": email, "emailed": emailed},
+    )
     db.commit()
     return render_template("auth/forgot.html", form=None, sent=True)
 
@@ -129,7 +140,15 @@ def reset_password() -> ResponseReturnValue:
         return render_template("auth/reset.html", form=None), 400
     user.password_hash = hash_password(password, method=current_app.config["PASSWORD_HASH_METHOD"])
     retire_tokens(db, user.id, TokenPurpose.RESET)
-    revoke_sessions(db, user.id, "password_reset")
+    ended = revoke_sessions(db, user.id, "password_reset")
+    audit(
+        db,
+        "password_reset_completed",
+        target_type="user",
+        target_id=user.id,
+        actor=user.id,
+        details={"sessions_ended": ended},
+    )
     if own_session:  # this browser was signed in as someone else: that session ends too
         end_session(db, own_session, "sign_out")
     clear_failed_logins(db, email=user.email)

@@ -2,8 +2,8 @@
 
 flask-login keeps ``PortalUser.get_id()`` in the signed cookie; that value is the session token,
 and ``load_session_user`` (the user loader, run once per request) finds its row by SHA-256. A
-revoked row, an idle or too old one, or a disabled user makes the request anonymous, so a cookie
-copied before sign-out is refused wherever it is replayed.
+revoked row, an idle or too old one, an admin's opened without the second step, or a disabled user
+makes the request anonymous, so a cookie copied before sign-out is refused wherever it is replayed.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from datetime import datetime
 from datetime import timedelta
 
 from flask import current_app
-from flask import request
 from sqlalchemy import bindparam
 from sqlalchemy import delete
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -23,12 +23,14 @@ from core.accounts import new_token
 from core.accounts import revoke_sessions
 from core.accounts import token_hash
 from core.db import utcnow
+from core.models import Role
 from core.models import User
 from core.models import UserSession
 from portal.db import database
 from portal.db import get_db
 from portal.extensions import PortalUser
 from portal.security import client_ip
+from portal.security import client_user_agent
 
 # last_seen_at is written at most this often per session: a page polling progress.json every 3 s
 # costs one UPDATE a minute, not twenty.
@@ -44,12 +46,22 @@ _u = User.__table__
 SESSION_QUERY = (
     select(_u.c.id, _u.c.email, _u.c.name, _u.c.role, _s.c.created_at, _s.c.last_seen_at)
     .join_from(_s, _u, _s.c.user_id == _u.c.id)
-    .where(_s.c.id == bindparam("sid"), _s.c.revoked_at.is_(None), _u.c.is_active.is_(True))
+    .where(
+        _s.c.id == bindparam("sid"),
+        _s.c.revoked_at.is_(None),
+        _u.c.is_active.is_(True),
+        # An admin's session counts only if its sign-in passed the second step: a session from
+        # before 2FA, or of a student made admin since, is refused.
+        or_(_u.c.role != Role.ADMIN.value, _s.c.second_factor.is_not(None)),
+    )
 )
 
 
-def start_session(db: Session, user: User) -> PortalUser:
-    """Create the session row of a sign-in (committed by the caller); return the signed-in user."""
+def start_session(db: Session, user: User, second_factor: str | None = None) -> PortalUser:
+    """Create the session row of a sign-in (committed by the caller); return the signed-in user.
+
+    ``second_factor`` names how an admin passed the second step; admins' sessions need one.
+    """
     now = utcnow()
     keep = max(KEEP_ENDED, timedelta(seconds=float(current_app.config["SESSION_ABSOLUTE_S"])))
     db.execute(
@@ -65,7 +77,8 @@ def start_session(db: Session, user: User) -> PortalUser:
             created_at=now,
             last_seen_at=now,
             ip=client_ip(),
-            user_agent=(request.user_agent.string or "")[:255] or None,
+            user_agent=client_user_agent(),
+            second_factor=second_factor,
         )
     )
     return PortalUser(user.id, user.email, user.name, user.role, session_token=token)

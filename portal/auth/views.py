@@ -1,4 +1,4 @@
-"""Sign in (throttled, session regenerated, safe ``next``, hash upgraded) and sign out."""
+"""Sign in (throttled, session regenerated, safe ``next``, hash upgraded) and sign out; audited."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_login import login_required
-from flask_login import login_user
 from flask_login import logout_user
 
 from core.crud import get_user_by_email
@@ -22,26 +21,25 @@ from core.passwords import verify_password
 from portal.auth import bp
 from portal.auth.forms import LoginForm
 from portal.auth.sessions import end_session
-from portal.auth.sessions import start_session
+from portal.auth.signin import hold_for_second_step
+from portal.auth.signin import landing_url
+from portal.auth.signin import needs_second_step
+from portal.auth.signin import sign_in
+from portal.auth.throttle import record_failure
 from portal.auth.throttle import too_many
+from portal.auth.totp import is_enrolled
 from portal.db import get_db
-from portal.extensions import PortalUser
+from portal.security import audit
 from portal.security import clear_failed_logins
 from portal.security import client_ip
 from portal.security import login_throttle
-from portal.security import record_failed_login
 from portal.security import regenerate_session
 from portal.security import safe_next
 
 
-def landing_url(user: PortalUser) -> str:
-    """Where a user goes after signing in without a ``next``."""
-    return url_for("admin.cohort") if user.is_admin else url_for("dashboard.home")
-
-
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    """Show the sign-in form and sign the user in."""
+    """Show the sign-in form and sign the user in (an admin goes on to the second step)."""
     form = LoginForm()
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next")) or ""
@@ -62,7 +60,16 @@ def login() -> ResponseReturnValue:
     # verify_password(None, ...) costs the same as a real check: no user enumeration by timing.
     ok = verify_password(user.password_hash if user else None, password, method=method)
     if not ok or user is None or not user.is_active:
-        record_failed_login(db, email=email, ip=ip)
+        if record_failure(db, email=email, ip=ip):
+            # One audit row per burst: the failure that trips the throttle.
+            audit(
+                db,
+                "sign_in_throttled",
+                target_type="user",
+                target_id=user.id if user else None,
+                actor=None,
+                details={"email": email},
+            )
         db.commit()
         return render_template("auth/login.html", form=form, error="Wrong email or password."), 401
     clear_failed_logins(db, email=email)
@@ -71,10 +78,12 @@ def login() -> ResponseReturnValue:
         user.password_hash = rehash_password(password, method=method)
     if current_user.is_authenticated:
         end_session(db, current_user.session_token, "signed_in_again")
-    regenerate_session()
-    portal_user = start_session(db, user)
-    db.commit()
-    login_user(portal_user)
+    if needs_second_step(user):
+        hold_for_second_step(user, form.next.data)
+        db.commit()
+        enrolled = is_enrolled(db, user.id)
+        return redirect(url_for("auth.two_factor" if enrolled else "auth.two_factor_setup"))
+    portal_user = sign_in(db, user)
     return redirect(safe_next(form.next.data) or landing_url(portal_user))
 
 
@@ -83,7 +92,9 @@ def login() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     """Sign out: the server ends this session, so a copy of the cookie stops working too."""
     db = get_db()
+    user_id = current_user.id  # read before writing (loading it may touch the session row)
     end_session(db, current_user.session_token, "sign_out")
+    audit(db, "sign_out", target_type="user", target_id=user_id, actor=user_id)
     db.commit()
     logout_user()
     regenerate_session()

@@ -11,9 +11,14 @@ from core.crypto import SecretBox
 from core.crypto import generate_key
 from core.db import make_engine
 from core.db import make_sessionmaker
+from core.db import utcnow
+from core.models import AuditLog
 from core.models import Provision
+from core.models import RecoveryCode
 from core.models import Tier
+from core.models import TotpFactor
 from core.models import User
+from core.models import UserSession
 from core.passwords import verify_password
 from core.settings import Settings
 from tests.factories import ProvisionFactory
@@ -91,11 +96,15 @@ def test_rotate_data_keys_reseals_stored_secrets(
     engine = make_engine(cli_settings.database_url)
     factory = make_sessionmaker(engine)
     with factory() as session:
-        ProvisionFactory(
+        provision = ProvisionFactory(
             session=session,
             user__email="a@example.com",
             plusvibe_client_password_enc=SecretBox([old_key]).seal("pw-123"),
         )
+        session.flush()
+        owner = provision.user_id
+        # An admin's TOTP secret is sealed with the same keys.
+        session.add(TotpFactor(user_id=owner, secret_enc=SecretBox([old_key]).seal("B" * 32)))
         session.commit()
 
     rotated = cli_settings.model_copy(
@@ -106,6 +115,45 @@ def test_rotate_data_keys_reseals_stored_secrets(
 
     with factory() as session:
         token = session.scalar(select(Provision.plusvibe_client_password_enc))
+        sealed = session.scalar(select(TotpFactor.secret_enc))
     engine.dispose()
-    assert token is not None
+    assert token is not None and sealed is not None
     assert SecretBox([new_key]).open(token).get_secret_value() == "pw-123"
+    assert SecretBox([new_key]).open(sealed).get_secret_value() == "B" * 32
+
+
+def test_reset_2fa_removes_the_second_factor_ends_sessions_and_is_audited(
+    cli_settings: Settings, capsys
+) -> None:
+    cli.main(["setup"])
+    cli.main(["create-admin", "--email", "boss@example.com", "--password", "first-password-1"])
+    engine = make_engine(cli_settings.database_url)
+    factory = make_sessionmaker(engine)
+    with factory() as session:
+        boss = session.scalars(select(User)).one()
+        box = SecretBox.from_settings(cli_settings)
+        session.add(
+            TotpFactor(user_id=boss.id, secret_enc=box.seal("A" * 32), confirmed_at=utcnow())
+        )
+        session.add(RecoveryCode(user_id=boss.id, code_hash="0" * 64))
+        session.add(UserSession(id="s" * 64, user_id=boss.id, second_factor="totp"))
+        session.commit()
+        boss_id = boss.id
+    capsys.readouterr()
+
+    cli.main(["reset-2fa", "--email", "BOSS@example.com"])
+
+    assert (
+        "second factor removed for boss@example.com (sessions ended: 1)" in capsys.readouterr().out
+    )
+    assert (count(cli_settings, TotpFactor), count(cli_settings, RecoveryCode)) == (0, 0)
+    with factory() as session:
+        ended = session.scalars(select(UserSession)).one()
+        row = session.scalars(select(AuditLog).where(AuditLog.action == "two_factor_reset")).one()
+    engine.dispose()
+    assert ended.revoked_at is not None and ended.revoked_reason == "two_factor_reset"
+    assert (row.actor_id, row.target_type, row.target_id) == (None, "user", boss_id)
+    assert row.details["via"] == "infra" and row.details["sessions_ended"] == 1
+    assert row.details["had_second_factor"] is True
+    with pytest.raises(SystemExit, match="no user nobody@example.com"):
+        cli.main(["reset-2fa", "--email", "nobody@example.com"])

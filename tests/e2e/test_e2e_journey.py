@@ -29,8 +29,8 @@ from core.models import ProvisioningStep
 from core.models import Role
 from core.models import WarmupSnapshot
 from core.pipeline import PROVISION_STEPS
+from tests.e2e.admin_sign_in import first_admin_sign_in
 from tests.e2e.journey import buy_through_wizard
-from tests.factories import PASSWORD
 from tests.factories import make_user
 from tests.factories import tiers
 from tests.portal import prefect_support
@@ -221,10 +221,7 @@ def test_student_buys_watches_progress_and_reaches_the_dashboard(
     admin_page.set_default_timeout(15000)
     _watch(admin_page, problems)
     admin_page.on("dialog", lambda dialog: dialog.accept())
-    admin_page.goto(f"{url}/auth/login")
-    admin_page.fill("input[name=email]", "coach@example.com")
-    admin_page.fill("input[name=password]", PASSWORD)
-    admin_page.click("button:has-text('Sign in')")
+    first_admin_sign_in(admin_page, url, "coach@example.com")  # password, then 2FA enrolment
     admin_page.wait_for_url("**/admin/cohort")
     assert "jordan@example.com" in admin_page.inner_text("table.cohort")
     assert "Create mailboxes" in admin_page.inner_text("table.cohort")
@@ -241,7 +238,8 @@ def test_student_buys_watches_progress_and_reaches_the_dashboard(
     retried = _provision(session, student.id)
     assert retried is not None and retried.status == "provisioning"
     session.expire_all()
-    assert session.scalars(select(AuditLog.action)).all() == ["provision_retried"]
+    on_orders = select(AuditLog.action).where(AuditLog.target_type == "provision")
+    assert session.scalars(on_orders).all() == ["provision_retried"]  # sign-ins are on users
     shoot(admin_page, "12-admin-provision-retried")
 
     # The resumed run finishes (simulated): the student's page reaches 100 % and opens the dashboard.

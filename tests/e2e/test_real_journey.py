@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from core.models import Provision
 from core.models import Role
 from core.models import WarmupSnapshot
+from tests.e2e.admin_sign_in import first_admin_sign_in
 from tests.e2e.journey import buy_through_wizard
-from tests.factories import PASSWORD
 from tests.factories import make_user
 from tests.factories import tiers
 
@@ -83,10 +83,7 @@ def test_real_flow_fails_on_a_fault_is_retried_by_an_admin_and_reaches_the_dashb
     admin_page = admin.new_page()
     admin_page.set_default_timeout(20000)
     admin_page.on("dialog", lambda dialog: dialog.accept())
-    admin_page.goto(f"{url}/auth/login")
-    admin_page.fill("input[name=email]", "coach@example.com")
-    admin_page.fill("input[name=password]", PASSWORD)
-    admin_page.click("button:has-text('Sign in')")
+    first_admin_sign_in(admin_page, url, "coach@example.com")  # password, then 2FA enrolment
     admin_page.wait_for_url("**/admin/cohort")
     admin_page.click("tr:has-text('riley@example.com') a:has-text('Open')")
     admin_page.wait_for_url("**/admin/provisions/*")

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from core.models import Provision
 from tests.factories import PASSWORD
 from tests.factories import tiers
+from tests.portal import two_factor_support
 
 WEBHOOK_SECRET = "whsec_sandbox"
 
@@ -27,10 +28,13 @@ class AuthActions:
         self._client = client
 
     def login(self, email: str, password: str = PASSWORD, **kwargs: Any) -> Any:
-        """POST the sign-in form."""
-        return self._client.post(
+        """POST the sign-in form; an admin then passes the second step (returns the first answer)."""
+        response = self._client.post(
             "/auth/login", data={"email": email, "password": password, **kwargs}
         )
+        # Admin 2FA: enrol or enter a code on the real pages, as the admin's authenticator would.
+        two_factor_support.pass_second_step(self._client, email, response)
+        return response
 
     def logout(self) -> Any:
         """POST the sign-out form."""

@@ -27,6 +27,7 @@ from portal.auth.policy import password_problem
 from tests.core.test_settings import prod
 from tests.factories import PASSWORD
 from tests.factories import make_user
+from tests.portal.two_factor_support import pass_second_step
 
 
 def test_login_page_renders(client: Any) -> None:
@@ -44,10 +45,18 @@ def test_student_signs_in_and_lands_on_the_wizard(client: Any, auth: Any, sessio
     assert client.get("/").headers["Location"] == "/wizard/"
 
 
-def test_admin_lands_on_the_cohort(auth: Any, session: Session) -> None:
+def test_admin_goes_through_the_second_step_and_lands_on_the_cohort(
+    client: Any, auth: Any, session: Session
+) -> None:
     make_user(session, "boss@example.com", role=Role.ADMIN)
     session.commit()
-    assert auth.login("boss@example.com").headers["Location"] == "/admin/cohort"
+    # First sign-in: enrol (tests/portal/test_admin_2fa.py); the codes page continues to the cohort.
+    assert auth.login("boss@example.com").headers["Location"] == "/auth/2fa/setup"
+    auth.logout()
+    first = client.post("/auth/login", data={"email": "boss@example.com", "password": PASSWORD})
+    assert first.headers["Location"] == "/auth/2fa"
+    done = pass_second_step(client, "boss@example.com", first)
+    assert done.headers["Location"] == "/admin/cohort"
 
 
 def test_email_is_case_insensitive(auth: Any, session: Session) -> None:

@@ -45,6 +45,11 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("auth.reset_password", "POST"): (400, 400, 400, 400),
     ("auth.accept_invite", "GET"): (400, 400, 400, 400),
     ("auth.accept_invite", "POST"): (400, 400, 400, 400),
+    # The second step answers only a browser half-way through an admin's sign-in.
+    ("auth.two_factor", "GET"): (L, 302, 302, 302),
+    ("auth.two_factor", "POST"): (L, 302, 302, 302),
+    ("auth.two_factor_setup", "GET"): (L, 302, 302, 302),
+    ("auth.two_factor_setup", "POST"): (L, 302, 302, 302),
     ("wizard.start", "GET"): (L, 302, 302, 403),
     ("wizard.package", "GET"): (L, 302, 302, 403),
     ("wizard.package", "POST"): (L, 302, 302, 403),
@@ -88,6 +93,8 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("admin.cohort_import", "POST"): (L, 403, 403, 400),
     ("admin.invite_resend", "POST"): (L, 403, 403, 303),
     ("admin.invite_revoke", "POST"): (L, 403, 403, 303),
+    ("admin.audit", "GET"): (L, 403, 403, 200),
+    ("admin.sign_out_everywhere", "POST"): (L, 403, 403, 303),
     ("webhooks.stripe_webhook", "POST"): (400, 400, 400, 400),
     ("webhooks.zapmail_webhook", "POST"): (400, 400, 400, 400),
 }

@@ -197,7 +197,7 @@ def test_password_is_revealed_only_on_request_and_audited(
     assert client.get("/dashboard/plusvibe-password").status_code == 405
     page = client.post("/dashboard/plusvibe-password").get_data(as_text=True)
     assert "S3cret-pass!" in page
-    row = session.scalars(select(AuditLog)).one()
+    row = session.scalars(select(AuditLog).where(AuditLog.target_type == "provision")).one()
     assert (row.action, row.target_type, row.actor_id) == (
         "plusvibe_password_revealed",
         "provision",

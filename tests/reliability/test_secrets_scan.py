@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from core.crud import seed_default_tiers
 from core.crypto import SecretBox
 from core.models import Provision
+from core.models import Role
 from core.models import User
 from core.settings import DEV_DATA_KEY
 from core.settings import DEV_SECRET_KEY
@@ -31,6 +32,7 @@ from tests.factories import PASSWORD
 from tests.factories import make_user
 from tests.flows.conftest import Pipeline
 from tests.portal import prefect_support
+from tests.portal import two_factor_support
 from tests.portal.conftest import portal_settings
 from tests.portal.helpers import AuthActions
 from tests.portal.helpers import post_event
@@ -90,6 +92,25 @@ def test_no_secret_in_plaintext_after_a_paid_provisioning_and_the_whole_suite(
     revealed = client.post("/dashboard/plusvibe-password").get_data(as_text=True)
     with client.session_transaction() as cookie:
         session_token = cookie["_user_id"]  # the DB keeps only its SHA-256
+    # An admin enrols a second factor, then signs in again with a recovery code and a TOTP code.
+    admin = make_user(pipeline.session, "scan@admin.test", role=Role.ADMIN)
+    pipeline.session.commit()
+    staff = app.test_client()
+    staff.post("/auth/login", data={"email": admin.email, "password": PASSWORD})
+    setup_page = staff.get(two_factor_support.SETUP).get_data(as_text=True)
+    totp_secret = two_factor_support.page_secret(setup_page)
+    codes_page = staff.post(
+        two_factor_support.SETUP, data={"code": two_factor_support.code_after(totp_secret, None)}
+    ).get_data(as_text=True)
+    recovery_codes = two_factor_support.RECOVERY_CODE.findall(codes_page)
+    assert len(recovery_codes) == 10
+    staff.post("/auth/logout")
+    staff.post("/auth/login", data={"email": admin.email, "password": PASSWORD})
+    used = staff.post(two_factor_support.VERIFY, data={"code": recovery_codes[0]})
+    assert used.status_code == 302
+    staff.post("/auth/logout")
+    two_factor_support.login(staff, admin.email)  # a TOTP code computed from the stored secret
+    assert staff.get("/admin/audit").status_code == 200
     app.extensions["portal_db"].dispose()
 
     secrets = {
@@ -99,6 +120,13 @@ def test_no_secret_in_plaintext_after_a_paid_provisioning_and_the_whole_suite(
         "app secret key": DEV_SECRET_KEY,
         "app data key": DEV_DATA_KEY,
         **{f"{name} key": value for name, value in SANDBOX_KEYS.items()},
+        "admin TOTP secret": totp_secret,
+        # As shown, and as typed back without dashes (what the DB hashes).
+        **{f"admin recovery code {i}": code for i, code in enumerate(recovery_codes)},
+        **{
+            f"admin recovery code {i} (plain)": c.replace("-", "")
+            for i, c in enumerate(recovery_codes)
+        },
     }
     assert secrets["stripe_webhook key"] == settings.stripe_webhook_secret.get_secret_value()
     url = make_url(db_url)
@@ -117,6 +145,12 @@ def test_no_secret_in_plaintext_after_a_paid_provisioning_and_the_whole_suite(
     assert secret_scan.hits({"reveal page": revealed}, secrets) == [
         "plusvibe client password in reveal page"
     ]
+    # ...and the second factor where it rightly is: the enrolment pages, shown once.
+    assert secret_scan.hits({"setup page": setup_page}, secrets) == [
+        "admin TOTP secret in setup page"
+    ]
+    shown = secret_scan.hits({"codes page": codes_page}, secrets)
+    assert shown == [f"admin recovery code {i} in codes page" for i in range(10)]
     found = secret_scan.hits(haystacks, secrets)
     figures.record(
         "secrets",

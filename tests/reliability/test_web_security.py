@@ -46,6 +46,8 @@ ALLOWED_SOURCES = {"'self'", "'none'", "data:"}
 FORM_DATA: dict[str, dict[str, str]] = {
     "auth.login": {"email": "a@example.com", "password": PASSWORD},
     "auth.forgot_password": {"email": "a@example.com"},
+    "auth.two_factor": {"code": "123456"},
+    "auth.two_factor_setup": {"code": "123456"},
     "wizard.package": {"tier_id": "1"},
     "wizard.domains": {"action": "search", "brand": "csrfco"},
     "wizard.mailboxes": {"first_name": "Ann", "last_name": "Lee", "action": "continue"},
@@ -401,6 +403,7 @@ def test_every_admin_action_writes_an_audit_row(
         ),
         "admin.tier_toggle": (f"/admin/tiers/{rows['growth'].id}/toggle", {}),
         "admin.tier_move": (f"/admin/tiers/{rows['scale'].id}/move", {"direction": "up"}),
+        "admin.sign_out_everywhere": (f"/admin/provisions/{paid.id}/sign-out-everywhere", {}),
         "admin.retry": (f"/admin/provisions/{failed.id}/retry", {}),
         "admin.cancel": (f"/admin/provisions/{cid}/cancel", {"note": "duplicate"}),
         "admin.refund": (
