@@ -106,6 +106,17 @@ def test_the_ui_reads_its_own_server_and_sigterm_ends_every_process(
         admin_page.click("button:has-text('Sign in')")
         admin_page.wait_for_url("**/admin/cohort")
         admin_page.goto(f"{demo.portal}/admin/provisions/{provision_id}")
+        # The step log: the wait shows its time so far and no attempt; every card holds its table.
+        waiting = admin_page.inner_text("table.step-log tr:has-text('wait_domains')")
+        assert "so far" in waiting and "Waiting" in waiting, waiting
+        assert waiting.split("\t")[4].strip() == "—", waiting
+        overflowing = admin_page.evaluate(
+            "() => [...document.querySelectorAll('.card')]"
+            ".filter(card => card.scrollWidth > card.clientWidth + 1)"
+            ".map(card => card.querySelector('h2')?.innerText)"
+        )
+        assert overflowing == []
+        shoot(admin_page, "ports-admin-provision")
         with admin_page.expect_popup() as opened:
             admin_page.click(f"a:has-text('{run_id}')")
         run_page = opened.value
