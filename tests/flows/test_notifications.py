@@ -17,10 +17,8 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from core.models import Mailbox
 from core.models import Notification
 from core.models import Provision
-from core.models import PurchaseState
 from core.models import Role
 from core.pipeline import PROVISION_STEPS
 from core.settings import Settings
@@ -32,6 +30,7 @@ from tasks.pipeline import finish_provisioning
 from tasks.pipeline import mark_provision_failed
 from tests.factories import make_paid_provision
 from tests.flows.conftest import Pipeline
+from tests.portal.helpers import make_provision
 from tests.portal.helpers import make_user
 from tests.support.smtp import RecordingHandler
 from tests.support.smtp import smtp_server
@@ -217,21 +216,16 @@ def test_the_ready_email_says_what_was_set_up_where_to_sign_in_and_when_to_send(
 ) -> None:
     session = pipeline.session
     names = ["northwind1.com", "northwind2.com", "northwind3.com"]
-    provision = make_paid_provision(session, email="tim@student.test", domains=names)
-    for domain in provision.domains:
-        domain.purchase_state = PurchaseState.PURCHASED.value
-        for user in ("tim", "tim.keen"):
-            session.add(
-                Mailbox(
-                    domain=domain,
-                    address=f"{user}@{domain.name}",
-                    username=user,
-                    first_name="Tim",
-                    last_name="Keen",
-                )
-            )
-    provision.plusvibe_client_email = "tim.keen@plusvibe-client.test"
-    provision.heyreach_list_id = 42
+    student = make_user(session, "tim@student.test", name="Tim Keen")
+    # Bought domains with two mailboxes each, as the steps before "finish" leave them.
+    provision = make_provision(
+        session,
+        student,
+        status="provisioning",
+        domains=names,
+        plusvibe_client_email="tim.keen@plusvibe-client.test",
+        heyreach_list_id=42,
+    )
     session.commit()
     records.prepare_steps(provision.id, PROVISION_STEPS)
 
