@@ -10,6 +10,8 @@ environment, working directory and standard streams, and the launcher forks a ch
 them and runs ``prefect.engine`` as ``python -m`` would. The launcher itself never starts a
 thread or an event loop, so forking is safe; it reaps children and tells each waiting
 launch_run its child's exit status. Code changes need a restart, as for any long-lived worker.
+Stopping it (SIGTERM, SIGINT, or the worker exiting) passes SIGTERM to every run, refuses new
+ones, kills what is left after ``--stop-grace`` seconds and exits only once every run is gone.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The cohort page: every student's order, current step, last error and readiness, read once."""
+"""The cohort page: every student's order, current step, last error and readiness, read once.
+
+The step titles and step-log rows the provision page shows live here too, beside the cohort's
+own reading of the same steps.
+"""
 
 from __future__ import annotations
 
