@@ -45,6 +45,9 @@ DEMO_SANDBOX_SPEED = 60
 # Waits poll every 3 s and stay in-process for up to 75 s (the demo's waits are shorter, so the
 # run never needs the every-minute sweeper to resume it and finishes sooner).
 DEMO_WAITS = {"APP_WAIT_POLL_S": "3", "APP_WAIT_INLINE_S": "75"}
+# Per service: SIGTERM, then SIGKILL for what is left of its process group. Above the worker
+# launcher's own grace for its runs (deployments/launcher.py), so runs end as crashed first.
+STOP_GRACE_S = 15
 
 
 class DemoError(RuntimeError):
@@ -168,23 +171,31 @@ def services(settings: Settings, env: Mapping[str, str], speed: float) -> list[S
 
 def set_up_prefect(env: Mapping[str, str], log: Path) -> None:
     """Create the work pool, limits, blocks, automation and deployments (idempotent)."""
-    with log.open("ab") as out:
-        done = subprocess.run(
-            [sys.executable, "-m", "deployments.setup"],
-            cwd=local.PROJECT_ROOT,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    if done.returncode != 0:
+    # Its own process group, like the services: an interrupt stops `prefect deploy` too.
+    process = local.spawn(
+        [sys.executable, "-m", "deployments.setup"], env={**os.environ, **env}, log=log
+    )
+    try:
+        code = process.wait()
+    finally:
+        if process.poll() is None:
+            local.stop(process, grace_s=5)
+    if code != 0:
         raise DemoError(f"setting up Prefect failed; see {log}")
 
 
 def stop_all(running: Sequence[Service]) -> None:
-    """Stop every started service, newest first."""
-    for service in reversed(running):
-        if service.process is not None:
-            local.stop(service.process, grace_s=15)
+    """Stop every started service, newest first, each with its whole process group."""
+    # Ignore further Ctrl-C/SIGTERM meanwhile: a second one must not cut the stop short and
+    # leave processes behind (each stop is bounded by its grace period anyway).
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for service in reversed(running):
+            if service.process is not None:
+                local.stop(service.process, grace_s=STOP_GRACE_S)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(settings: Settings, *, check: bool = False, speed: float = DEMO_SANDBOX_SPEED) -> None:

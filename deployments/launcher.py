@@ -10,6 +10,8 @@ environment, working directory and standard streams, and the launcher forks a ch
 them and runs ``prefect.engine`` as ``python -m`` would. The launcher itself never starts a
 thread or an event loop, so forking is safe; it reaps children and tells each waiting
 launch_run its child's exit status. Code changes need a restart, as for any long-lived worker.
+Stopping it (SIGTERM, SIGINT, or the worker exiting) passes SIGTERM to every run, refuses new
+ones, kills what is left after ``--stop-grace`` seconds and exits only once every run is gone.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from pathlib import Path
 
 HEADER = struct.Struct("!I")
 MAX_REQUEST = 1 << 20
+# How long runs get to end after SIGTERM (a run reports itself crashed) before SIGKILL; below
+# the demo's stop grace (deployments/demo.py), so the launcher ends its runs itself.
+STOP_GRACE_S = 10.0
 # What every flow run needs; importing them here is the whole point of the launcher.
 PRELOAD = (
     "prefect.engine",
@@ -146,7 +152,7 @@ def _child(conn: socket.socket, request: dict[str, object], fds: list[int]) -> N
 class Launcher:
     """The serving loop: accept run requests, fork, reap, report exit statuses."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, stop_grace_s: float = STOP_GRACE_S) -> None:
         self.path = path
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
@@ -156,19 +162,38 @@ class Launcher:
         self.listener.listen(64)
         self.waiting: dict[int, socket.socket] = {}
         self.stopping = False
+        self.stop_grace_s = stop_grace_s
+
+    def stop(self, signum: int) -> None:
+        """Stop serving and pass ``signum`` on to every run (called from the signal handler)."""
+        self.stopping = True
+        for pid in list(self.waiting):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     def serve(self, worker: subprocess.Popen[bytes] | None) -> int:
-        """Serve until ``worker`` exits or a stop signal arrives; return the exit code."""
+        """Serve until ``worker`` exits or a stop signal arrives; return the exit code.
+
+        Never returns while a run it forked is alive: the runs get SIGTERM, then SIGKILL after
+        ``stop_grace_s``, so stopping the launcher stops every run it started.
+        """
         selector = selectors.DefaultSelector()
         selector.register(self.listener, selectors.EVENT_READ)
+        code = 0
+        deadline: float | None = None
         try:
-            while not self.stopping:
-                if selector.select(timeout=0.5):
+            while self.waiting or deadline is None:
+                if selector.select(timeout=0.5 if deadline is None else 0.1):
                     self._accept()
                 self._reap()
-                if worker is not None and worker.poll() is not None:
-                    return worker.returncode
-            return 0
+                if deadline is None and worker is not None and worker.poll() is not None:
+                    code = worker.returncode
+                    self.stop(signal.SIGTERM)  # no worker is left to report these runs
+                if deadline is None and self.stopping:
+                    deadline = time.monotonic() + self.stop_grace_s
+                elif deadline is not None and time.monotonic() > deadline:
+                    self._kill_runs()
+            return code
         finally:
             selector.close()
             self.listener.close()
@@ -184,12 +209,23 @@ class Launcher:
             _send(conn, {"error": str(exc)})
             conn.close()
             return
+        if self.stopping:
+            # A run the worker started while both were stopping: refused (the worker reports
+            # it crashed), never started where nothing will stop it.
+            for fd in fds:
+                os.close(fd)
+            _send(conn, {"error": "the launcher is stopping"})
+            conn.close()
+            return
         conn.settimeout(None)
         pid = os.fork()
         if pid == 0:
             self.listener.close()
             for other in self.waiting.values():
                 other.close()
+            # The launcher's stop handler runs here until _run_child resets it: it must not
+            # signal the other runs from the child.
+            self.waiting.clear()
             _child(conn, request, fds)
         for fd in fds:
             os.close(fd)
@@ -207,6 +243,11 @@ class Launcher:
                 _send(conn, {"exit": os.waitstatus_to_exitcode(status)})
                 conn.close()
 
+    def _kill_runs(self) -> None:
+        for pid in self.waiting:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
 
 def preload() -> None:
     """Import what every flow run needs, and check nothing started a thread (fork safety)."""
@@ -221,16 +262,22 @@ def main(argv: list[str] | None = None) -> int:
     """Preload, start the command after ``--`` (the worker) with the socket in its env, serve."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--socket", type=Path, help="socket path (default: a private temp dir)")
+    parser.add_argument(
+        "--stop-grace",
+        type=float,
+        default=STOP_GRACE_S,
+        help=f"seconds runs get to end after SIGTERM before SIGKILL (default {STOP_GRACE_S:g})",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the worker command")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     preload()
     path = args.socket or Path(tempfile.mkdtemp(prefix="launcher-")) / "runs.sock"
-    launcher = Launcher(path)
+    launcher = Launcher(path, stop_grace_s=args.stop_grace)
 
     def stop(signum: int, _frame: object) -> None:
-        launcher.stopping = True
+        launcher.stop(signum)
         if worker is not None and worker.poll() is None:
             worker.send_signal(signum)
 

@@ -6,6 +6,7 @@ as production (a real `prefect server`, a process worker running prefect.yaml's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -31,12 +32,19 @@ def free_port() -> int:
 def start_prefect_server(
     *, database_url: str | None, home: Path, port: int, log: Path, ui: bool = False
 ) -> subprocess.Popen[bytes]:
-    """Start `prefect server` (SQLite under ``home`` when ``database_url`` is None)."""
+    """Start `prefect server` (SQLite under ``home`` when ``database_url`` is None).
+
+    The UI is pointed at this server's own API: `--port` alone moves the API but not the
+    address the UI's browser code calls (PREFECT_SERVER_UI_API_URL defaults to port 4200).
+    """
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "true" if ui else "false",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_UI_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }
     if database_url:
@@ -121,14 +129,40 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], *, timeout_s: float
 
 
 def stop(process: subprocess.Popen[bytes], *, grace_s: float = 20) -> None:
-    """Stop a process group started here: SIGTERM, then SIGKILL after ``grace_s``."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+    """Stop a process group started here: SIGTERM, then SIGKILL whatever is left after ``grace_s``.
+
+    The whole group, not only its leader: a leader may exit before its children (a worker's
+    flow runs, gunicorn's workers), and they must not outlive the stop.
+    """
+    deadline = time.monotonic() + grace_s
+    _signal_group(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        pass
+    _wait_group(process.pid, deadline)
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+    # SIGKILL is delivered asynchronously: stopped means gone, not only signalled.
+    _wait_group(process.pid, time.monotonic() + 5)
+
+
+def _wait_group(group: int, deadline: float) -> None:
+    while _group_alive(group) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signum)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def spawn(argv: list[str], *, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -1,5 +1,8 @@
 """Notification emails: queue them once (unique key), deliver each at most once per claim.
 
+The student's "ready" and "needs attention" emails are written here too (plain text, from what
+the run set up), so every email's words live beside the code that sends them.
+
 Queueing happens inside the caller's DB session, in the same transaction as the state change it
 reports. Delivery claims a row with a compare-and-set (a fresh ``claim_token``), sends it, then
 marks it sent; two senders therefore never send the same row. A crash after the SMTP server
@@ -26,6 +29,10 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
+from core.health import FULL_DAILY_VOLUME
+from core.health import FULL_VOLUME_DAYS
+from core.health import MIN_WARMUP_DAYS
+from core.health import RAMP_DAILY_VOLUME
 from core.mailer import Email
 from core.mailer import mailer_from_settings
 from core.models import Notification
@@ -43,6 +50,9 @@ RETRY_CAP = timedelta(hours=1)
 # About a day of tries; after that an admin reads last_error on the row.
 MAX_ATTEMPTS = 30
 MAX_ERROR = 2000
+# Where students sign in to PlusVibe (the dashboard links the same page, portal/insights.py).
+PLUSVIBE_LOGIN_URL = "https://app.plusvibe.ai/login"
+SIGNATURE = "The Outbound Bootcamp team\n(This address does not read replies: ask your instructor.)"
 
 
 def _log() -> Any:
@@ -84,6 +94,86 @@ def queue_for_admins(session: Session, *, key: str, subject: str, body: str) -> 
     ]
 
 
+def _greeting(provision: Provision) -> str:
+    name = (provision.user.name or "").split(" ")[0]
+    return f"Hello {name}," if name else "Hello,"
+
+
+def _day(moment: datetime) -> str:
+    return f"{moment.day} {moment:%B %Y}"
+
+
+def ready_email(provision: Provision, summary: dict[str, Any], *, portal_url: str) -> str:
+    """The "your infrastructure is ready" email: what was set up, where, how to sign in, when to send."""
+    domains = [d["name"] for d in summary["domains"]]
+    mailboxes = int(summary["mailbox_count"])
+    started = provision.activated_at or utcnow()
+    ready_on = started + timedelta(days=MIN_WARMUP_DAYS)
+    full_on = started + timedelta(days=FULL_VOLUME_DAYS)
+    what = [
+        f"- {len(domains)} domains: {', '.join(domains)}, with their mail records (MX, SPF, "
+        "DKIM, DMARC)",
+        f"- {mailboxes} mailboxes on these domains, connected to PlusVibe with warmup switched on",
+    ]
+    if provision.heyreach_list_id:
+        what.append("- a HeyReach lead list for your LinkedIn outreach")
+    login = summary.get("plusvibe_login") or "the email shown on your dashboard"
+    return "\n".join(
+        [
+            _greeting(provision),
+            "",
+            "Your outbound infrastructure is set up and your mailboxes have started warming up.",
+            "",
+            "WHAT WE SET UP",
+            *what,
+            "",
+            "YOUR DASHBOARD",
+            f"{portal_url.rstrip('/')}/dashboard",
+            "It shows each mailbox's warmup health, whether you are ready to send, and your "
+            "PlusVibe login.",
+            "",
+            "SIGNING IN TO PLUSVIBE",
+            f"Go to {PLUSVIBE_LOGIN_URL} and sign in as {login}. Your password is on your "
+            'dashboard (press "Show password"); we never send it by email.',
+            "",
+            "WHEN TO START SENDING",
+            f"Warmup takes {MIN_WARMUP_DAYS} days: send no campaigns from these mailboxes before "
+            f"{_day(ready_on)}, when your dashboard says they are ready. Then start slowly, at "
+            f"{RAMP_DAILY_VOLUME} emails a day per mailbox ({mailboxes * RAMP_DAILY_VOLUME} a day "
+            f"in total), and go up to {FULL_DAILY_VOLUME} per mailbox "
+            f"({mailboxes * FULL_DAILY_VOLUME} a day) from {_day(full_on)}. Keep warmup on "
+            "the whole time.",
+            "",
+            SIGNATURE,
+        ]
+    )
+
+
+def failure_email(
+    provision: Provision, message: str, *, step_title: str | None, portal_url: str
+) -> str:
+    """The student's part of a failure email: what stopped, what happens next, where to follow it."""
+    where = f' at "{step_title}"' if step_title else ""
+    return "\n".join(
+        [
+            _greeting(provision),
+            "",
+            f"Setting up your outbound infrastructure stopped{where}:",
+            message,
+            "",
+            "WHAT HAPPENS NOW",
+            "Your instructor has been told and can resume the setup from the step that stopped; "
+            "everything finished so far is kept, and nothing is bought twice. You do not need to "
+            "do anything unless the message above asks you to.",
+            "",
+            "FOLLOW IT",
+            f"{portal_url.rstrip('/')}/progress",
+            "",
+            SIGNATURE,
+        ]
+    )
+
+
 def queue_failure(
     session: Session,
     provision: Provision,
@@ -101,8 +191,8 @@ def queue_failure(
         session,
         key=key,
         subject=f"[outbound] Provision {provision.id} ({provision.user.email}) failed",
-        body=f"Student: {provision.user.email}\nProvision: {provision.id}\n"
-        f"What the student was told: {student_body}\n\n{admin_detail}",
+        body=f"Student: {provision.user.email}\nProvision: {provision.id}\n\n{admin_detail}\n\n"
+        f"What the student was told:\n\n{student_body}",
     )
     return keys
 

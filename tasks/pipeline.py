@@ -19,6 +19,7 @@ from core.db import utcnow
 from core.models import Provision
 from core.models import ProvisionStatus
 from core.pipeline import PROVISION_STEPS
+from core.pipeline import STEPS
 from core.pipeline import failure_words
 from tasks import guards
 from tasks import notifications
@@ -104,8 +105,9 @@ def finish_provisioning(provision_id: int, step_key: str = "finish") -> dict[str
                 provision,
                 key=f"provision-active:{provision_id}",
                 subject="Your outbound infrastructure is ready",
-                body=f"Your {len(summary['domains'])} domains and {summary['mailbox_count']} "
-                "mailboxes are set up and warming up.",
+                body=notifications.ready_email(
+                    provision, summary, portal_url=runtime.settings().public_url
+                ),
             )
     create_markdown_artifact(
         key=f"provision-{provision_id}",
@@ -224,7 +226,12 @@ def mark_provision_failed(
             provision,
             key=f"provision-failed:{provision_id}:{provision.current_flow_run_id}:{failed_step}",
             student_subject="Your outbound setup needs attention",
-            student_body=f"{message} We will keep you posted.",
+            student_body=notifications.failure_email(
+                provision,
+                message,
+                step_title=STEPS[failed_step].title if failed_step in STEPS else None,
+                portal_url=runtime.settings().public_url,
+            ),
             admin_detail=f"Failed step: {failed_step or 'setup'}\nReason: {reason}\n"
             f"Error: {records.technical_detail(exc) if exc else 'none recorded'}",
         )

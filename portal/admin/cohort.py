@@ -1,4 +1,8 @@
-"""The cohort page: every student's order, current step, last error and readiness, read once."""
+"""The cohort page: every student's order, current step, last error and readiness, read once.
+
+The step titles and step-log rows the provision page shows live here too, beside the cohort's
+own reading of the same steps.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +49,56 @@ def step_title(key: str) -> str:
     info = STEPS.get(base)
     title = info.title if info else base
     return f"Upgrade: {title}" if key.startswith("upgrade-") else title
+
+
+def step_log(steps: list[ProvisioningStep], now: datetime) -> list[dict[str, Any]]:
+    """The admin step log: the provision's steps in pipeline order, then each upgrade's in theirs.
+
+    Each row has the step's title and key, status, start time to the second, how long it took
+    (or has taken so far), the attempt where one was made (waits poll, they have no attempts)
+    and the errors.
+    """
+    order = {key: i for i, key in enumerate(PROVISION_STEPS)}
+    ordered = sorted(
+        steps,
+        key=lambda s: (
+            s.step_key.split(":")[0] if ":" in s.step_key else "",
+            order.get(base_key(s.step_key), 99),
+            s.id,
+        ),
+    )
+    return [
+        {
+            "title": step_title(s.step_key),
+            "key": s.step_key,
+            "status": s.status,
+            "started": s.started_at.strftime("%Y-%m-%d %H:%M:%S") if s.started_at else "—",
+            "took": _took(s, now),
+            "attempt": str(s.attempt) if s.attempt else "—",
+            "retried": s.attempt > 1,
+            "error_message": s.error_message,
+            "error_detail": s.error_detail,
+        }
+        for s in ordered
+    ]
+
+
+def _took(step: ProvisioningStep, now: datetime) -> str:
+    """How long the step took ("4m 05s"), or "… so far" while it runs or waits."""
+    if step.started_at is None or step.status == StepStatus.PENDING.value:
+        return "—"
+    seconds = max(0, int(((step.finished_at or now) - step.started_at).total_seconds()))
+    # To the second: an admin compares steps that take seconds with ones that take minutes.
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    text = (
+        f"{hours}h {minutes:02d}m"
+        if hours
+        else f"{minutes}m {secs:02d}s"
+        if minutes
+        else f"{secs}s"
+    )
+    return text if step.finished_at else f"{text} so far"
 
 
 def _current_step(provision: Provision, own: list[Any], row: dict[str, Any], now: datetime) -> None:

@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response
 from core import outbox
 from core.cancellation import release_again
 from core.cancellation import request_cancellation
+from core.db import utcnow
 from core.models import AuditLog
 from core.models import Domain
 from core.models import Provision
@@ -28,14 +29,13 @@ from core.models import PurchaseState
 from core.models import Upgrade
 from core.models import UpgradeStatus
 from core.models import User
-from core.pipeline import PROVISION_STEPS
 from core.pricing import daily_capacity
 from core.pricing import format_money
 from portal import billing
 from portal import orchestration
 from portal import outbox_sender
 from portal.admin import bp
-from portal.admin.cohort import step_title
+from portal.admin.cohort import step_log
 from portal.admin.forms import CANCEL_ORDER
 from portal.admin.forms import KEEP_ORDER
 from portal.admin.forms import ConfirmForm
@@ -113,19 +113,7 @@ def provision_detail(provision_id: int) -> ResponseReturnValue:
     db = get_db()
     provision = _provision_or_404(provision_id)
     steps = list(
-        db.scalars(
-            select(ProvisioningStep)
-            .where(ProvisioningStep.provision_id == provision.id)
-            .order_by(ProvisioningStep.id)
-        )
-    )
-    order = {key: i for i, key in enumerate(PROVISION_STEPS)}
-    # The provision's own steps in pipeline order, then each upgrade's steps in theirs.
-    steps.sort(
-        key=lambda s: (
-            s.step_key.split(":")[0] if ":" in s.step_key else "",
-            order.get(s.step_key.split(":")[-1], 99),
-        )
+        db.scalars(select(ProvisioningStep).where(ProvisioningStep.provision_id == provision.id))
     )
     run = None
     run_error = None
@@ -151,8 +139,7 @@ def provision_detail(provision_id: int) -> ResponseReturnValue:
     return render_template(
         "admin/provision.html",
         provision=provision,
-        steps=steps,
-        step_title=step_title,
+        steps=step_log(steps, utcnow()),
         run=run,
         run_error=run_error,
         run_url=orchestration.flow_run_url(provision.current_flow_run_id)

@@ -19,12 +19,13 @@ LAUNCH_RUN = PROJECT_ROOT / "deployments" / "launch_run.py"
 PROBE = "tests.support.launcher_probe"
 
 
-@pytest.fixture(scope="module")
-def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A launcher with no worker, serving on a socket of its own."""
-    path = tmp_path_factory.mktemp("launcher") / "runs.sock"
+STUBBORN = "tests.deployments.stubborn_probe"
+
+
+def start_launcher(path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """Start a launcher serving on ``path`` (``args``: options, then ``--`` and a worker command)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "deployments.launcher", "--socket", str(path)],
+        [sys.executable, "-m", "deployments.launcher", "--socket", str(path), *args],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -32,12 +33,27 @@ def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert process.stdout is not None
     line = process.stdout.readline().decode()
     assert "serving flow runs" in line, line
+    return process
+
+
+def end_launcher(process: subprocess.Popen[bytes]) -> None:
+    """Stop a launcher (if still running) and close its pipe."""
+    if process.poll() is None:
+        process.terminate()
+    process.wait(timeout=30)
+    assert process.stdout is not None
+    process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A launcher with no worker, serving on a socket of its own."""
+    path = tmp_path_factory.mktemp("launcher") / "runs.sock"
+    process = start_launcher(path)
     try:
         yield path
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        process.stdout.close()
+        end_launcher(process)
 
 
 @pytest.fixture(autouse=True)
@@ -57,14 +73,18 @@ STARTED: list[subprocess.Popen[str]] = []
 
 
 def launch(
-    socket_path: Path | None, *args: str, cwd: Path, env: dict[str, str] | None = None
+    socket_path: Path | None,
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    module: str = PROBE,
 ) -> subprocess.Popen[str]:
     environment = {**os.environ, **(env or {}), "PYTHONPATH": str(PROJECT_ROOT)}
     environment.pop("APP_LAUNCHER_SOCKET", None)
     if socket_path is not None:
         environment["APP_LAUNCHER_SOCKET"] = str(socket_path)
     client = subprocess.Popen(
-        [sys.executable, "-I", str(LAUNCH_RUN), PROBE, *args],
+        [sys.executable, "-I", str(LAUNCH_RUN), module, *args],
         cwd=cwd,
         env=environment,
         stdout=subprocess.PIPE,
@@ -151,3 +171,62 @@ def test_without_a_launcher_the_client_becomes_the_module_itself(
     output, _ = client.communicate(timeout=60)
     assert client.returncode == 4
     assert f"probe pid={client.pid} " in output, "exec keeps the pid the worker knows"
+
+
+def test_stopping_the_launcher_passes_sigterm_to_its_runs(tmp_path: Path) -> None:
+    process = start_launcher(tmp_path / "runs.sock")
+    try:
+        client = launch(tmp_path / "runs.sock", "0", "30", cwd=tmp_path)
+        child = probe_pid(client)
+        process.send_signal(signal.SIGTERM)  # the launcher alone, not its process group
+        client.wait(timeout=30)
+        assert client.returncode == 143, "the run must get the stop signal and end on it"
+        assert not alive(child)
+    finally:
+        end_launcher(process)
+
+
+def test_the_launcher_never_exits_before_its_runs_and_kills_stragglers(tmp_path: Path) -> None:
+    process = start_launcher(tmp_path / "runs.sock", "--stop-grace", "1")
+    try:
+        client = launch(tmp_path / "runs.sock", "120", cwd=tmp_path, module=STUBBORN)
+        child = probe_pid(client)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        # Gone by the time the launcher is: killed after the grace, since it ignores SIGTERM.
+        assert not alive(child), "a run that ignores SIGTERM outlived the launcher"
+        client.wait(timeout=10)
+        assert client.returncode == -signal.SIGKILL
+    finally:
+        end_launcher(process)
+
+
+def test_a_stopping_launcher_refuses_new_runs(tmp_path: Path) -> None:
+    process = start_launcher(tmp_path / "runs.sock", "--stop-grace", "20")
+    try:
+        holding = launch(tmp_path / "runs.sock", "120", cwd=tmp_path, module=STUBBORN)
+        probe_pid(holding)  # keeps the launcher in its stop grace
+        process.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        late = launch(tmp_path / "runs.sock", "0", "0", cwd=tmp_path)
+        output, _ = late.communicate(timeout=30)
+        # Refused, and not run by the client itself either: nothing would stop it.
+        assert late.returncode == 1
+        assert "launcher is stopping" in output and "probe pid=" not in output
+    finally:
+        process.kill()
+        end_launcher(process)
+
+
+def test_when_the_worker_exits_the_launcher_ends_the_runs_and_exits_with_its_code(
+    tmp_path: Path,
+) -> None:
+    worker = [sys.executable, "-c", "import time; time.sleep(3); raise SystemExit(7)"]
+    process = start_launcher(tmp_path / "runs.sock", "--stop-grace", "1", "--", *worker)
+    try:
+        client = launch(tmp_path / "runs.sock", "120", cwd=tmp_path, module=STUBBORN)
+        child = probe_pid(client)
+        assert process.wait(timeout=30) == 7
+        assert not alive(child)
+    finally:
+        end_launcher(process)

@@ -12,18 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect import flow
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core.models import Notification
+from core.models import Provision
 from core.models import Role
+from core.pipeline import PROVISION_STEPS
 from core.settings import Settings
 from flows.sweep_waiting import sweep_waiting
 from tasks import notifications
+from tasks import records
 from tasks import runtime
+from tasks.pipeline import finish_provisioning
 from tasks.pipeline import mark_provision_failed
 from tests.factories import make_paid_provision
+from tests.factories import make_provision
 from tests.factories import make_user
 from tests.flows.conftest import Pipeline
 from tests.support.smtp import RecordingHandler
@@ -158,7 +164,7 @@ def test_a_sender_that_died_holding_a_claim_is_taken_over_after_the_lease(
 def test_a_failed_provision_emails_the_student_and_every_active_admin(
     session: Session, use_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    use_settings()  # no SMTP host: the demo outbox
+    settings = use_settings()  # no SMTP host: the demo outbox
     provision = make_paid_provision(session, email="tim@student.test", domains=["tim1.com"])
     make_user(session, "ops@bootcamp.test", role=Role.ADMIN)
     make_user(session, "coach@bootcamp.test", role=Role.ADMIN)
@@ -178,6 +184,12 @@ def test_a_failed_provision_emails_the_student_and_every_active_admin(
     admin = next(m for m in mails if m["To"] == "ops@bootcamp.test")
     assert "HTTP 500" not in student.get_payload()  # plain words for the student
     assert "HTTP 500 from Zapmail" in admin.get_payload()
+    # What happens next and where to follow it, not a single sentence.
+    body = student.get_payload(decode=True).decode()
+    assert body.startswith("Hello Tim,")
+    assert "Your instructor has been told" in body
+    assert f"{settings.public_url}/progress" in body
+    assert "What the student was told" in admin.get_payload()
     assert all(r.sent_at for r in session.scalars(select(Notification)))
 
 
@@ -190,3 +202,48 @@ def test_the_sweeper_sends_what_was_left_unsent(pipeline: Pipeline) -> None:
     assert result["emails"] == {"sent": [key], "failed": []}
     outbox = Path(pipeline.settings.instance_dir) / "outbox"
     assert len(list(outbox.glob("*.eml"))) == 1
+
+
+@flow
+def finish_only(provision_id: int) -> None:
+    """The provisioning flow's last step alone (the steps before it are set up by hand)."""
+    finish_provisioning(provision_id)
+
+
+@pytest.mark.prefect
+def test_the_ready_email_says_what_was_set_up_where_to_sign_in_and_when_to_send(
+    pipeline: Pipeline,
+) -> None:
+    session = pipeline.session
+    names = ["northwind1.com", "northwind2.com", "northwind3.com"]
+    student = make_user(session, "tim@student.test", name="Tim Keen")
+    # Bought domains with two mailboxes each, as the steps before "finish" leave them.
+    provision = make_provision(
+        session,
+        student,
+        status="provisioning",
+        domains=names,
+        plusvibe_client_email="tim.keen@plusvibe-client.test",
+        heyreach_list_id=42,
+    )
+    session.commit()
+    records.prepare_steps(provision.id, PROVISION_STEPS)
+
+    finish_only(provision.id)
+
+    (mail,) = [
+        message_from_bytes(p.read_bytes())
+        for p in (Path(pipeline.settings.instance_dir) / "outbox").glob("*.eml")
+    ]
+    assert mail["Subject"] == "Your outbound infrastructure is ready"
+    body = mail.get_payload(decode=True).decode()
+    session.expire_all()
+    activated = session.get(Provision, provision.id).activated_at
+    ready_on = activated + timedelta(days=14)
+    assert f"3 domains: {', '.join(names)}" in body
+    assert "6 mailboxes" in body and "HeyReach lead list" in body
+    assert f"{pipeline.settings.public_url}/dashboard" in body
+    assert "https://app.plusvibe.ai/login" in body and "tim.keen@plusvibe-client.test" in body
+    assert "we never send it by email" in body
+    assert f"before {ready_on.day} {ready_on:%B %Y}" in body
+    assert "10 emails a day per mailbox (60 a day in total)" in body

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ from core.db import utcnow
 from core.models import AuditLog
 from core.models import OutboxMessage
 from core.models import Provision
+from core.models import ProvisioningStep
 from core.models import Role
 from core.models import Tier
 from tests.factories import make_provision
@@ -246,6 +249,49 @@ def test_provision_detail_shows_steps_and_vendor_ids(admin: Any, session: Sessio
         and "Retry from last good step" in page
     )
     assert admin.get("/admin/provisions/999999").status_code == 404
+
+
+def test_the_step_log_gives_seconds_durations_and_attempts_only_where_made(
+    admin: Any, session: Session
+) -> None:
+    ann = make_user(session, "ann@example.com")
+    provision = make_provision(session, ann, status="provisioning")
+    set_steps(
+        session,
+        provision,
+        {"zapmail_workspace": "completed", "buy_domains": "completed", "wait_domains": "waiting"},
+    )
+    start = utcnow().replace(microsecond=0) - timedelta(minutes=10)
+    steps = {
+        s.step_key: s
+        for s in session.scalars(
+            select(ProvisioningStep).where(ProvisioningStep.provision_id == provision.id)
+        )
+    }
+    steps["zapmail_workspace"].started_at = start
+    steps["zapmail_workspace"].finished_at = start + timedelta(seconds=7)
+    steps["buy_domains"].started_at = start + timedelta(seconds=8)
+    steps["buy_domains"].finished_at = start + timedelta(seconds=8 + 125)
+    steps["buy_domains"].attempt = 2
+    steps["wait_domains"].started_at = start + timedelta(seconds=140)
+    steps["wait_domains"].attempt = 0  # a wait polls; it makes no attempts
+    session.commit()
+
+    page = admin.get(f"/admin/provisions/{provision.id}").get_data(as_text=True)
+    log = page[page.index("Step log") : page.index("Domains and mailboxes")]
+    rows = [
+        [
+            " ".join(re.sub(r"<[^>]+>", " ", cell).split())
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", log, re.S)[1:]
+    ]
+    # Step, status, started, took, attempt, error.
+    workspace, buy, wait = rows[0], rows[1], rows[2]
+    assert workspace[2] == start.strftime("%Y-%m-%d %H:%M:%S") and workspace[3] == "7s"
+    assert buy[3] == "2m 05s" and buy[4] == "2 (retried)"
+    assert wait[3].endswith("so far") and wait[4] == "—"
+    assert "Attempt" in log  # the column is there, only empty for the wait
 
 
 @pytest.mark.prefect

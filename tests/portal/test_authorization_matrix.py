@@ -68,6 +68,7 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("dashboard.refresh", "POST"): (L, 303, 303, 403),
     ("dashboard.reveal_password", "POST"): (L, 200, 303, 403),
     ("dashboard.billing_portal", "POST"): (L, 303, 404, 403),
+    ("dashboard.invoices", "GET"): (L, 200, 200, 403),
     ("upgrade.start", "GET"): (L, 200, 200, 403),
     ("upgrade.start", "POST"): (L, 400, 400, 403),
     ("upgrade.domains", "GET"): (L, 302, 302, 403),

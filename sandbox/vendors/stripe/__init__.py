@@ -9,6 +9,7 @@ from starlette.applications import Starlette
 
 from sandbox.vendors.stripe import api
 from sandbox.vendors.stripe import control
+from sandbox.vendors.stripe import invoice_pages
 from sandbox.vendors.stripe import pages
 from sandbox.vendors.stripe import subscriptions
 from sandbox.vendors.stripe.errors import error_body
@@ -27,7 +28,13 @@ class StripeSim:
         self.dispatcher = Dispatcher(self.state)
         self.state.on_flush = self.dispatcher.enqueue_batch
         self.scheduler = Scheduler(self.state)
-        self.app = Starlette(routes=[*api.routes(self.state), *pages.routes(self.state)])
+        self.app = Starlette(
+            routes=[
+                *api.routes(self.state),
+                *pages.routes(self.state),
+                *invoice_pages.routes(self.state),
+            ]
+        )
         self.control_app = control.build(self.state, self.dispatcher)
         ctx.register_vendor("stripe", error_body)
         ctx.on_reset(self.reset)

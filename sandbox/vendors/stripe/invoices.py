@@ -330,10 +330,14 @@ def finalize(state: State, invoice: dict[str, Any]) -> None:
     customer["balance"] = min(0, invoice["total"] + invoice["starting_balance"])
     invoice["ending_balance"] = customer["balance"]
     customer["next_invoice_sequence"] += 1
+    # As in Stripe, a finalized invoice gets its hosted page and PDF (served by invoice_pages.py).
+    page = f"{state.ctx.public_url}/stripe/invoice/{invoice['id']}"
     invoice.update(
         status="open",
         number=f"{customer['invoice_prefix']}-{customer['next_invoice_sequence'] - 1:04d}",
         effective_at=now,
+        hosted_invoice_url=page,
+        invoice_pdf=f"{page}/pdf",
     )
     invoice["status_transitions"]["finalized_at"] = now
     state.emit("invoice.finalized", invoice)
