@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.portal.helpers import PASSWORD
+from tests.factories import PASSWORD
 from tests.portal.two_factor_support import code_after
 
 

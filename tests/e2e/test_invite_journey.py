@@ -23,7 +23,7 @@ from core.models import User
 from tests.e2e.test_accounts_journey import portal  # noqa: F401 - the same portal fixture
 from tests.factories import PASSWORD
 from tests.factories import make_user
-from tests.portal.helpers import tiers
+from tests.factories import tiers
 
 pytestmark = [pytest.mark.browser]
 

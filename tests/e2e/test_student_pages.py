@@ -31,10 +31,10 @@ from core.pipeline import PROVISION_STEPS
 from core.settings import PROJECT_ROOT
 from tests.e2e.conftest import serving_portal
 from tests.e2e.journey import buy_through_wizard
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
-from tests.portal.helpers import set_steps
-from tests.portal.helpers import tiers
+from tests.factories import PASSWORD
+from tests.factories import make_user
+from tests.factories import set_steps
+from tests.factories import tiers
 
 pytestmark = [pytest.mark.browser]
 

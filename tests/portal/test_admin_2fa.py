@@ -26,8 +26,8 @@ from core.models import UserSession
 from portal.auth import signin
 from portal.auth import totp
 from portal.db import get_db
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_user
 from tests.portal.two_factor_support import RECOVERY_CODE
 from tests.portal.two_factor_support import SETUP
 from tests.portal.two_factor_support import VERIFY

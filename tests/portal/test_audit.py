@@ -17,9 +17,9 @@ from core.models import Notification
 from core.models import Role
 from core.models import User
 from portal.admin import audit as audit_page
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
 from tests.portal.two_factor_support import login
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (AuditTest) Firefox/140.0"}

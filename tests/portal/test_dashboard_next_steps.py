@@ -21,10 +21,10 @@ from core.settings import PROJECT_ROOT
 from portal import insights
 from portal.templating import when
 from tasks.plusvibe import WARMUP_DEFAULTS
-from tests.portal.helpers import add_snapshots
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import set_steps
+from tests.factories import add_snapshots
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import set_steps
 
 
 @pytest.fixture

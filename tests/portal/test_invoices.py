@@ -9,8 +9,8 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import make_provision
+from tests.factories import make_user
 
 STRIPE_AUTH = {"Authorization": "Bearer sk_test_sandbox"}
 

@@ -19,11 +19,11 @@ from core.pipeline import durations
 from portal import create_app
 from portal import progress
 from portal.templating import duration
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import set_steps
 from tests.portal.conftest import portal_settings
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import set_steps
 
 # The demo's sandbox runs the vendors' clock 60 times faster than real time.
 DEMO_SCALE = 60.0

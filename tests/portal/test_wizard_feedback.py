@@ -15,9 +15,9 @@ from core.domains import MAX_BRAND_LENGTH
 from core.models import Tier
 from core.models import WizardDraft
 from portal import billing
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
-from tests.portal.helpers import tiers
+from tests.factories import make_provision
+from tests.factories import make_user
+from tests.factories import tiers
 
 
 @pytest.fixture
