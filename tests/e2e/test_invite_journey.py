@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from core.models import Notification
 from core.models import Role
 from core.models import User
+from tests.e2e.admin_sign_in import first_admin_sign_in
 from tests.e2e.test_accounts_journey import portal  # noqa: F401 - the same portal fixture
-from tests.factories import PASSWORD
 from tests.factories import make_user
 from tests.factories import tiers
 
@@ -67,11 +67,8 @@ def test_import_with_a_bad_row_then_fixed_then_invite_accepted_and_the_link_refu
 
     admin_context = browser.new_context()
     admin = admin_context.new_page()
-    admin.goto(f"{url}/auth/login")
-    admin.fill("input[name=email]", ADMIN)
-    admin.fill("input[name=password]", PASSWORD)
-    admin.click("button:has-text('Sign in')")
-    admin.wait_for_url(f"{url}/admin/cohort")
+    first_admin_sign_in(admin, url, ADMIN)
+    admin.goto(f"{url}/admin/cohort")
     admin.click("nav >> text=Cohorts")
     admin.wait_for_url(f"{url}/admin/cohorts")
     admin.fill("input[name=name]", "Spring 2027")
