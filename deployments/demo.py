@@ -101,8 +101,8 @@ def require_free(port: int, what: str, variable: str) -> None:
             ) from None
 
 
-def child_env(settings: Settings, prefect_api_url: str) -> dict[str, str]:
-    """The environment every child shares: the app settings and where Prefect is."""
+def child_env(settings: Settings, prefect_api_url: str, speed: float = 1.0) -> dict[str, str]:
+    """The environment every child shares: the app settings, where Prefect is, the vendor clock."""
     prefect_home = settings.instance_dir / "prefect"
     return {
         "APP_ENV": settings.env,
@@ -118,6 +118,8 @@ def child_env(settings: Settings, prefect_api_url: str) -> dict[str, str]:
         "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
         "APP_DIR": str(local.PROJECT_ROOT),
         **DEMO_WAITS,
+        # The sandbox's vendors run `speed` times faster: the progress page's estimates follow.
+        "APP_VENDOR_TIME_SCALE": str(speed),
         # Explicit settings in the caller's environment win over the demo's defaults.
         **{k: v for k, v in os.environ.items() if k.startswith("APP_") and k != "APP_DIR"},
     }
@@ -210,7 +212,7 @@ def run(settings: Settings, *, check: bool = False, speed: float = DEMO_SANDBOX_
     log_dir = settings.instance_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     prepare_database(settings)
-    env = child_env(settings, prefect_api)
+    env = child_env(settings, prefect_api, speed)
 
     running: list[Service] = []
     try:

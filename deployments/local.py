@@ -89,6 +89,10 @@ def start_worker(
     )
 
 
+# gunicorn's access-log fields: client, time, method, path (never the query), status, size, secs.
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s'
+
+
 def start_portal(
     *, env: Mapping[str, str], port: int, log: Path, workers: int = 4, threads: int = 4
 ) -> subprocess.Popen[bytes]:
@@ -106,6 +110,10 @@ def start_portal(
             str(threads),
             "--access-logfile",
             "-",
+            # The path without its query string: invitation and reset links carry their token
+            # there, and a token must never reach a log.
+            "--access-logformat",
+            ACCESS_LOG_FORMAT,
             "portal:create_app()",
         ],
         env={**os.environ, **env},

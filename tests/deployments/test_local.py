@@ -65,3 +65,30 @@ def test_stop_of_a_group_that_ends_on_sigterm_does_not_wait_for_the_grace(tmp_pa
 
     assert leader.returncode == -15
     assert time.monotonic() - started < 5
+
+
+def test_the_portal_access_log_never_holds_a_query_string(tmp_path: Path, db_url: str) -> None:
+    """Invitation and reset links carry their token in the query: it must not reach the log."""
+    import httpx
+
+    port = local.free_port()
+    log = tmp_path / "portal.log"
+    env = {
+        "APP_ENV": "test",
+        "APP_DATABASE_URL": db_url,
+        "APP_INSTANCE_DIR": str(tmp_path),
+        "APP_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    portal = local.start_portal(env=env, port=port, log=log, workers=1, threads=1)
+    try:
+        local.wait_healthy(f"http://127.0.0.1:{port}/healthz", portal)
+        secret = "tok-4f1c9d2e7a"
+        response = httpx.get(f"http://127.0.0.1:{port}/auth/reset?token={secret}")
+        assert response.status_code < 500
+        deadline = time.monotonic() + 10
+        while "/auth/reset" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        local.stop(portal)
+    text = log.read_text()
+    assert "/auth/reset" in text and secret not in text and "token=" not in text
