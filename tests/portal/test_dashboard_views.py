@@ -220,6 +220,8 @@ def test_refresh_starts_one_run_per_cooldown(
     assert "Refreshing your numbers" in first.get_data(as_text=True)
     second = client.post("/dashboard/refresh", follow_redirects=True)
     assert "you can refresh again in 10 min" in second.get_data(as_text=True)
+    # The run is started by the outbox sender thread after the commit: read Prefect once it has.
+    assert outbox_sender.wait_idle(30)
     new = prefect_support.run_ids(portal_prefect, "refresh-dashboard/on-demand") - before
     assert len(new) == 1
     assert prefect_support.read_run(portal_prefect, new.pop()).parameters == {
