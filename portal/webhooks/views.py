@@ -12,7 +12,6 @@ import hmac
 import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import stripe
@@ -31,14 +30,13 @@ from core.models import Provision
 from core.models import WebhookEvent
 from core.vendor_events import domain_of_vendor_event
 from core.vendor_events import wait_fully_announced
-from portal import billing
 from portal import fulfilment
 from portal import orchestration
 from portal import outbox_sender
-from portal import subscriptions
 from portal.billing import BillingError
 from portal.db import get_db
 from portal.webhooks import bp
+from portal.webhooks import stripe_events
 
 log = logging.getLogger(__name__)
 
@@ -82,143 +80,9 @@ def _record(
     return True
 
 
-HANDLED = frozenset(
-    {
-        "checkout.session.completed",
-        "checkout.session.async_payment_succeeded",
-        "checkout.session.async_payment_failed",
-        "checkout.session.expired",
-        "customer.subscription.created",
-        "customer.subscription.updated",
-        "customer.subscription.deleted",
-        "invoice.paid",
-        "invoice.payment_failed",
-        "charge.refunded",
-        "charge.dispute.created",
-        "charge.dispute.closed",
-    }
-)
-CHECKOUT_EVENTS = frozenset(
-    {
-        "checkout.session.completed",
-        "checkout.session.async_payment_succeeded",
-        "checkout.session.async_payment_failed",
-        "checkout.session.expired",
-    }
-)
 # Zapmail body fields the code reads (core/vendor_events.py) or an admin needs to identify the
 # subject; nothing else is stored (mailbox rows may carry an appPassword, M3).
 ZAPMAIL_KEPT = ("id", "domainId", "mailboxId", "domainName", "domain", "email", "status")
-
-
-class _StripeUnavailableError(Exception):
-    """Stripe could not be read; the delivery is answered 503 so that Stripe retries it."""
-
-
-def _has_object_id(event: Any) -> bool:
-    """Whether the event carries an object with a string id (all that its handler may rely on)."""
-    obj = event.data.object
-    if not isinstance(obj, stripe.StripeObject):
-        return False
-    return isinstance(obj.to_dict().get("id"), str)
-
-
-def _read_truth(event: Any) -> Any:
-    """What the event is about, read from Stripe before any transaction; None if Stripe has none.
-
-    Checkout Sessions and charges are acted on only as Stripe reports them now: a signed body
-    could still claim a payment that never happened.
-    """
-    kind = event.type
-    obj = event.data.object
-    try:
-        if kind in CHECKOUT_EVENTS:
-            return fulfilment.read_checkout(obj.id)
-        if kind == "charge.refunded":
-            charge = _read_charge(obj.id)
-            if charge is not None and _refunded_by_us_for_an_unfulfilled_order(charge.id):
-                return _OUR_ORDER_REFUND
-            return charge
-        if kind == "charge.dispute.closed":
-            return _read_dispute(str(obj.id))
-    except (BillingError, stripe.StripeError) as exc:
-        raise _StripeUnavailableError(str(exc)) from exc
-    return obj
-
-
-# A charge.refunded for a payment the refund-order flow returned: not the live order's money.
-_OUR_ORDER_REFUND = object()
-
-
-def _refunded_by_us_for_an_unfulfilled_order(charge_id: str) -> bool:
-    """Whether every refund of the charge is one the refund-order flow made (a losing session)."""
-    refunds = billing.stripe_client().v1.refunds.list({"charge": charge_id, "limit": 100}).data
-    return bool(refunds) and all(
-        fulfilment.metadata_of(refund).get("kind") == "order_not_fulfilled" for refund in refunds
-    )
-
-
-@dataclass(frozen=True)
-class _ClosedDispute:
-    """A dispute as Stripe reports it now, with the charge it is about."""
-
-    status: str
-    charge: Any
-
-
-def _read_dispute(dispute_id: str) -> _ClosedDispute | None:
-    """Read the dispute and its charge from Stripe (its status decides; the body never does)."""
-    try:
-        dispute = billing.stripe_client().v1.disputes.retrieve(dispute_id)
-    except stripe.InvalidRequestError as exc:
-        if exc.code == "resource_missing":
-            return None
-        raise
-    charge_id = fulfilment.id_of(getattr(dispute, "charge", None))
-    charge = _read_charge(charge_id) if charge_id else None
-    return None if charge is None else _ClosedDispute(str(dispute.status or ""), charge)
-
-
-def _read_charge(charge_id: str) -> Any:
-    try:
-        return billing.stripe_client().v1.charges.retrieve(charge_id)
-    except stripe.InvalidRequestError as exc:
-        if exc.code == "resource_missing":
-            return None
-        raise
-
-
-def _dispatch(db: Session, event: Any, truth: Any) -> str:
-    kind = event.type
-    obj = event.data.object
-    created = fulfilment.event_time(event)
-    if kind in CHECKOUT_EVENTS and truth is None:
-        return "unknown_session"
-    if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-        return fulfilment.fulfil_checkout(db, truth)
-    if kind == "checkout.session.async_payment_failed":
-        return fulfilment.payment_failed(db, truth)
-    if kind == "checkout.session.expired":
-        return fulfilment.checkout_expired(db, truth)
-    if kind in (
-        "customer.subscription.created",
-        "customer.subscription.updated",
-        "customer.subscription.deleted",
-    ):
-        return subscriptions.apply_subscription(db, obj, created)
-    if kind in ("invoice.paid", "invoice.payment_failed"):
-        return subscriptions.invoice_event(db, kind, obj, created)
-    if kind == "charge.refunded":
-        if truth is _OUR_ORDER_REFUND:
-            return "unfulfilled_order_refund_recorded"
-        return "unknown_charge" if truth is None else subscriptions.charge_refunded(db, truth)
-    if kind == "charge.dispute.created":
-        return "dispute_recorded"
-    if kind == "charge.dispute.closed":
-        if truth is None:
-            return "unknown_dispute"
-        return subscriptions.dispute_closed(db, truth.status, truth.charge)
-    return "ignored"
 
 
 def _seen(db: Session, provider: str, event_id: str) -> bool:
@@ -263,21 +127,21 @@ def stripe_webhook() -> ResponseReturnValue:
         return _bad("malformed event")
     if not event_id.startswith("evt_") or not (event_id + event_type).isprintable():
         return _bad("malformed event id")
-    if event_type in HANDLED and not _has_object_id(event):
+    if event_type in stripe_events.HANDLED and not stripe_events.has_object_id(event):
         return _bad("malformed event object")
 
     db = get_db()
     if _seen(db, "stripe", event_id):
         return jsonify(status="duplicate"), 200
     try:
-        truth = _read_truth(event) if event_type in HANDLED else None
-    except _StripeUnavailableError as exc:
+        truth = stripe_events.read_truth(event) if event_type in stripe_events.HANDLED else None
+    except stripe_events.StripeUnavailableError as exc:
         log.error("stripe event %s (%s): Stripe unreadable: %s", event_id, event_type, exc)
         return jsonify(error="unavailable", reason="Stripe unavailable; retry later"), 503
     if not _record(db, "stripe", event_id, event_type, created, body):
         return jsonify(status="duplicate"), 200
     try:
-        outcome = _dispatch(db, event, truth)
+        outcome = stripe_events.dispatch(db, event, truth)
         db.execute(
             WebhookEvent.__table__.update()
             .where(WebhookEvent.provider == "stripe", WebhookEvent.event_id == event_id)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from core.models import WebhookEvent
 from portal import outbox_sender
-from portal.webhooks.views import HANDLED as WEBHOOK_HANDLED
+from portal.webhooks.stripe_events import HANDLED as WEBHOOK_HANDLED
 from tests.factories import make_user
 from tests.portal.helpers import WEBHOOK_SECRET
 from tests.portal.helpers import AuthActions
