@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from prefect.runtime import flow_run
 from sqlalchemy import select
 
 from core.models import Provision
@@ -23,10 +24,18 @@ from tasks import runtime
 from tasks.errors import PipelineError
 
 _lock = threading.Lock()
-# provision id -> the epoch this process's run claimed (tasks of a run share its process).
-_claimed: dict[int, int] = {}
-# upgrade id -> the upgrade epoch this process's run claimed.
-_upgrade_claimed: dict[int, int] = {}
+# (flow run, provision id) -> the epoch that run claimed (tasks of a run share its process). Keyed
+# by the run too: a process that ran one run and then another (tests, a reused worker) must not
+# fence the second with the first's finished claim.
+_claimed: dict[tuple[str | None, int], int] = {}
+# (flow run, upgrade id) -> the upgrade epoch that run claimed.
+_upgrade_claimed: dict[tuple[str | None, int], int] = {}
+
+
+def _run() -> str | None:
+    """The current flow run's id, or None outside a run (a task called directly)."""
+    run_id = flow_run.id
+    return str(run_id) if run_id else None
 
 
 class StaleRunError(PipelineError):
@@ -39,30 +48,30 @@ class StaleRunError(PipelineError):
 def remember_claim(provision_id: int, epoch: int) -> None:
     """Record the epoch this process's run claimed for the provision."""
     with _lock:
-        _claimed[provision_id] = epoch
+        _claimed[(_run(), provision_id)] = epoch
 
 
 def claimed_epoch(provision_id: int) -> int | None:
     """The epoch this process claimed for the provision, if any."""
     with _lock:
-        return _claimed.get(provision_id)
+        return _claimed.get((_run(), provision_id))
 
 
 def remember_upgrade_claim(upgrade_id: int, epoch: int, provision_id: int | None = None) -> None:
     """Record the upgrade epoch this process's run claimed (fencing moves to the upgrade)."""
     with _lock:
-        _upgrade_claimed[upgrade_id] = epoch
+        _upgrade_claimed[(_run(), upgrade_id)] = epoch
         if provision_id is not None:
             # A provisioning run that ended earlier in this process left its claim here; the
             # upgrade is fenced by its own epoch, not by that finished run's (found by the
             # upgrade SIGKILL cells, where one test process runs both).
-            _claimed.pop(provision_id, None)
+            _claimed.pop((_run(), provision_id), None)
 
 
 def claimed_upgrade_epoch(upgrade_id: int) -> int | None:
     """The upgrade epoch this process claimed, if any."""
     with _lock:
-        return _upgrade_claimed.get(upgrade_id)
+        return _upgrade_claimed.get((_run(), upgrade_id))
 
 
 def claim_is_current(provision_id: int) -> list[Any]:

@@ -24,6 +24,7 @@ from core.models import ProvisioningStep
 from core.models import StepStatus
 from deployments.demo import DEMO_LOGINS
 from deployments.demo import require_free
+from tests.e2e.admin_sign_in import enrol
 from tests.e2e.demo_process import Demo
 from tests.e2e.demo_process import demo_processes
 from tests.e2e.demo_process import descendants
@@ -104,7 +105,7 @@ def test_the_ui_reads_its_own_server_and_sigterm_ends_every_process(
         admin_page.fill("input[name=email]", admin)
         admin_page.fill("input[name=password]", admin_password)
         admin_page.click("button:has-text('Sign in')")
-        admin_page.wait_for_url("**/admin/cohort")
+        enrol(admin_page)  # an admin's first sign-in enrols the second factor
         admin_page.goto(f"{demo.portal}/admin/provisions/{provision_id}")
         # The step log: the wait shows its time so far and no attempt; every card holds its table.
         waiting = admin_page.inner_text("table.step-log tr:has-text('wait_domains')")

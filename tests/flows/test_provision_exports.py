@@ -95,6 +95,8 @@ def connected(provision_id: int, addresses: list[str]) -> bool:
 def test_a_failed_export_is_exported_again(pipeline: Pipeline) -> None:
     provision_id = pipeline.paid_provision(email="failedexport@student.test")
     addresses = up_to_the_export(provision_id)
+    # The steps wrote the row in their own sessions: read it afresh, not from this identity map.
+    pipeline.session.expire_all()
     row = pipeline.session.get(Provision, provision_id)
     assert row is not None and row.zapmail_workspace_id and row.plusvibe_client_email
     zapmail = runtime.zapmail().for_workspace(row.zapmail_workspace_id)
