@@ -38,7 +38,10 @@ class Picture:
     height: int
 
 
-def _megabytes(size: int) -> str:
+def _size(size: int) -> str:
+    # Just over the limit, "1.0 MB" would read as allowed: say it in KB there.
+    if size < 1.1 * MAX_BYTES:
+        return f"{-(-size // 1024)} KB"
     return f"{size / MAX_BYTES:.1f} MB"
 
 
@@ -105,7 +108,7 @@ def check_picture(data: bytes) -> Picture:
         raise PictureError("The file is empty; choose a picture.")
     if len(data) > MAX_BYTES:
         raise PictureError(
-            f"The picture is {_megabytes(len(data))}; the limit is 1 MB. Save it smaller "
+            f"The picture is {_size(len(data))}; the limit is 1 MB (1024 KB). Save it smaller "
             "(a 400 x 400 JPEG is about 50 KB)."
         )
     picture = read_header(data)
