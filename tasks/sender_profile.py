@@ -120,6 +120,7 @@ def apply_sender_profile(
 ) -> dict[str, Any]:
     """Put the names (and picture) on every mailbox still without them; return the counts."""
     guards.ensure_current(provision_id)
+    records.prepare_steps(provision_id, [step_key(revision)])
     with records.step(provision_id, step_key(revision)) as details, provision_lock(provision_id):
         guards.ensure_current(provision_id)
         target = _target(provision_id, revision)
