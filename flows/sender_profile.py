@@ -43,7 +43,9 @@ def on_run_failed(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) ->
     except Exception:  # a crashed run may have no result to read; the generic words then
         exc = None
     mark_failed(
-        int(provision_id), int(revision), failure_reason(exc if isinstance(exc, Exception) else None)
+        int(provision_id),
+        int(revision),
+        failure_reason(exc if isinstance(exc, Exception) else None),
     )
 
 

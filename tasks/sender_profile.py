@@ -53,7 +53,9 @@ class ProfileNotAppliedError(PipelineError):
 def load_profile(provision_id: int, revision: int) -> dict[str, str] | None:
     """The names and picture hash of this revision, or None when a newer one replaced it."""
     with runtime.db() as session:
-        row = session.scalar(select(SenderProfile).where(SenderProfile.provision_id == provision_id))
+        row = session.scalar(
+            select(SenderProfile).where(SenderProfile.provision_id == provision_id)
+        )
         if row is None or row.revision != revision:
             return None
         return {
@@ -66,7 +68,9 @@ def load_profile(provision_id: int, revision: int) -> dict[str, str] | None:
 def _target(provision_id: int, revision: int) -> tuple[str, str | None, list[str]] | None:
     """(workspace id, picture token, mailbox addresses) of a still-current request, else None."""
     with runtime.db() as session:
-        row = session.scalar(select(SenderProfile).where(SenderProfile.provision_id == provision_id))
+        row = session.scalar(
+            select(SenderProfile).where(SenderProfile.provision_id == provision_id)
+        )
         if row is None or row.revision != revision:
             return None
         provision = session.get(Provision, provision_id)
@@ -111,12 +115,21 @@ def _finish(provision_id: int, revision: int, first_name: str, last_name: str) -
     name="apply-sender-profile",
     **vendor_task_options(
         business_key(
-            "sender-profile", "provision_id", "revision", "first_name", "last_name", "picture_sha256"
+            "sender-profile",
+            "provision_id",
+            "revision",
+            "first_name",
+            "last_name",
+            "picture_sha256",
         )
     ),
 )
 def apply_sender_profile(
-    provision_id: int, revision: int, first_name: str, last_name: str, picture_sha256: str
+    provision_id: int,
+    revision: int,
+    first_name: str,
+    last_name: str,
+    picture_sha256: str,  # noqa: ARG001 - part of the cache key: a new picture is a new update
 ) -> dict[str, Any]:
     """Put the names (and picture) on every mailbox still without them; return the counts."""
     guards.ensure_current(provision_id)

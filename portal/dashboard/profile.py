@@ -50,9 +50,7 @@ PICTURE_CACHE = "public, max-age=86400, immutable"
 
 
 def _profile(provision_id: int) -> SenderProfile | None:
-    return get_db().scalar(
-        select(SenderProfile).where(SenderProfile.provision_id == provision_id)
-    )
+    return get_db().scalar(select(SenderProfile).where(SenderProfile.provision_id == provision_id))
 
 
 def _page(
@@ -139,7 +137,9 @@ def profile() -> ResponseReturnValue:
         and current.status != "failed"
     )
     if unchanged:
-        flash("Nothing to change: your mailboxes already have (or are getting) this profile.", "info")
+        flash(
+            "Nothing to change: your mailboxes already have (or are getting) this profile.", "info"
+        )
         return redirect(url_for("dashboard.profile"), code=303)
     try:
         request_profile(
@@ -166,11 +166,15 @@ def profile_picture() -> ResponseReturnValue:
     key = request.args.get("key", "")
     row = None
     if 20 <= len(key) <= 64:
-        row = get_db().execute(
-            select(SenderProfile.picture, SenderProfile.content_type).where(
-                SenderProfile.picture_token == key
+        row = (
+            get_db()
+            .execute(
+                select(SenderProfile.picture, SenderProfile.content_type).where(
+                    SenderProfile.picture_token == key
+                )
             )
-        ).one_or_none()
+            .one_or_none()
+        )
     if row is None or row.picture is None:
         abort(404)
     response = make_response(row.picture)

@@ -64,7 +64,9 @@ def fast_profile_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(apply_sender_profile, "retry_delay_seconds", [0.2] * 4)
 
 
-def requested(pipeline: Pipeline, provision_id: int, picture: bytes | None = None, **names: str) -> int:
+def requested(
+    pipeline: Pipeline, provision_id: int, picture: bytes | None = None, **names: str
+) -> int:
     """Write a request as the portal does; return its revision."""
     row = request_profile(
         pipeline.session,
@@ -111,7 +113,14 @@ def assert_applied_once(pipeline: Pipeline, provision_id: int, url: str | None) 
     assert {(m["firstName"], m["lastName"], m["profilePicture"]) for m in rows} == {
         ("Jordan", "Reyes", url)
     }
-    assert sorted(m["username"] for m in rows) == ["tim", "tim", "tim", "tim.keen", "tim.keen", "tim.keen"]
+    assert sorted(m["username"] for m in rows) == [
+        "tim",
+        "tim",
+        "tim",
+        "tim.keen",
+        "tim.keen",
+        "tim.keen",
+    ]
     updates = Counter(e["item"] for e in pipeline.sandbox.ledger(kind="mailbox_updated"))
     assert sorted(updates) == sorted(m["email"] for m in rows)
     assert set(updates.values()) == {1}, f"each mailbox updated exactly once, got {updates}"
@@ -119,9 +128,9 @@ def assert_applied_once(pipeline: Pipeline, provision_id: int, url: str | None) 
     row = profile_row(pipeline, provision_id)
     assert (row.status, row.error) == ("applied", None) and row.applied_at is not None
     names = pipeline.session.execute(
-        select(Mailbox.first_name, Mailbox.last_name).join(Domain).where(
-            Domain.provision_id == provision_id
-        )
+        select(Mailbox.first_name, Mailbox.last_name)
+        .join(Domain)
+        .where(Domain.provision_id == provision_id)
     ).all()
     assert set(names) == {("Jordan", "Reyes")}
 
@@ -231,5 +240,8 @@ def test_a_cancelled_order_is_not_changed(pipeline: Pipeline) -> None:
 
     assert state.is_failed()
     row = profile_row(pipeline, provision.id)
-    assert (row.status, row.error) == ("failed", "Your order is cancelled, so the mailboxes were not changed.")
+    assert (row.status, row.error) == (
+        "failed",
+        "Your order is cancelled, so the mailboxes were not changed.",
+    )
     assert pipeline.sandbox.ledger(kind="mailbox_updated") == []

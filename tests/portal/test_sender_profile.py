@@ -32,6 +32,8 @@ from tests.support.pictures import png
 from tests.support.pictures import webp
 
 URL = "/dashboard/profile"
+# Every test runs as the signed-in active student of the fixture below.
+pytestmark = pytest.mark.usefixtures("student")
 
 
 @pytest.fixture
@@ -40,7 +42,10 @@ def student(client: FlaskClient, session: Session) -> dict[str, Any]:
     user = make_user(session, "ann@example.com")
     provision = make_provision(session, user, status="active")
     session.commit()
-    assert client.post("/auth/login", data={"email": user.email, "password": PASSWORD}).status_code == 302
+    assert (
+        client.post("/auth/login", data={"email": user.email, "password": PASSWORD}).status_code
+        == 302
+    )
     return {"provision_id": provision.id}
 
 
@@ -72,7 +77,7 @@ def words(response: Any) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True)).split())
 
 
-def test_the_page_shows_the_wizard_names_and_the_dashboard_links_to_it(client, student):
+def test_the_page_shows_the_wizard_names_and_the_dashboard_links_to_it(client):
     page = text(client.get(URL))
     assert 'value="Tim"' in page and 'value="Keen"' in page
     assert "Your mailboxes send as Tim Keen , without a picture." in words(client.get(URL))
@@ -116,9 +121,7 @@ def test_names_and_a_picture_are_saved_as_one_request_and_one_run(client, sessio
     ("data", "filename", "content_type"),
     [(jpeg(400, 400), "me.png", "image/jpeg"), (webp(300, 300), "me.gif", "image/webp")],
 )
-def test_the_type_comes_from_the_bytes_not_the_name(
-    client, session, student, data, filename, content_type
-):
+def test_the_type_comes_from_the_bytes_not_the_name(client, session, data, filename, content_type):
     assert post(client, picture=upload(data, filename)).status_code == 303
     session.expire_all()
     assert session.scalars(select(SenderProfile.content_type)).one() == content_type
@@ -129,7 +132,11 @@ def test_the_type_comes_from_the_bytes_not_the_name(
     [
         (b"GIF89a" + b"\x00" * 64, "me.png", "is not a PNG, JPEG or WebP picture"),
         (b"%PDF-1.7 not a picture", "me.jpg", "is not a PNG, JPEG or WebP picture"),
-        (png(200, 200) + b"\x00" * (1024 * 1024), "me.png", "The picture is 1025 KB; the limit is 1 MB"),
+        (
+            png(200, 200) + b"\x00" * (1024 * 1024),
+            "me.png",
+            "The picture is 1025 KB; the limit is 1 MB",
+        ),
         (png(64, 64), "me.png", "is 64 x 64 pixels; it needs at least 96 x 96"),
         (jpeg(2048, 2048), "me.jpg", "may be at most 1024 x 1024"),
         (png(400, 200), "me.png", "crop it to a square"),
@@ -137,7 +144,7 @@ def test_the_type_comes_from_the_bytes_not_the_name(
     ],
 )
 def test_a_bad_picture_is_refused_next_to_the_field_and_nothing_is_written(
-    client, session, student, data, filename, message
+    client, session, data, filename, message
 ):
     response = post(client, picture=upload(data, filename))
 
@@ -149,7 +156,7 @@ def test_a_bad_picture_is_refused_next_to_the_field_and_nothing_is_written(
     assert written(session) == (0, 0)
 
 
-def test_a_request_beyond_the_upload_limit_is_refused_on_the_page(client, session, student):
+def test_a_request_beyond_the_upload_limit_is_refused_on_the_page(client, session):
     response = post(client, picture=upload(b"\x00" * (5 * 1024 * 1024)))
 
     assert response.status_code == 413
@@ -167,7 +174,7 @@ def test_a_request_beyond_the_upload_limit_is_refused_on_the_page(client, sessio
         ({"last_name": "李"}, "last_name", "needs at least one letter a-z"),
     ],
 )
-def test_names_follow_the_wizard_rules(client, session, student, fields, field, message):
+def test_names_follow_the_wizard_rules(client, session, fields, field, message):
     response = post(client, **fields)
 
     assert response.status_code == 400
@@ -177,9 +184,7 @@ def test_names_follow_the_wizard_rules(client, session, student, fields, field, 
 
 
 @pytest.mark.parametrize("key", ["username", "mailbox_username", "mailboxUsername"])
-def test_a_crafted_username_is_refused_with_the_reason_and_nothing_is_written(
-    client, session, student, key
-):
+def test_a_crafted_username_is_refused_with_the_reason_and_nothing_is_written(client, session, key):
     response = post(client, **{key: "jordan.reyes"}, picture=upload(png(200, 200)))
 
     assert response.status_code == 400
@@ -209,7 +214,7 @@ def test_a_second_request_is_the_next_revision_and_keeps_the_picture(client, ses
     assert "Nothing to change" in text(client.get(URL))
 
 
-def test_a_new_picture_gets_a_new_address(client, session, student):
+def test_a_new_picture_gets_a_new_address(client, session):
     post(client, picture=upload(png(200, 200)))
     session.expire_all()
     old = session.scalars(select(SenderProfile.picture_token)).one()
@@ -227,9 +232,7 @@ def test_a_new_picture_gets_a_new_address(client, session, student):
         ("failed", "Zapmail refused the change: Invalid name", "Failed Zapmail refused the change"),
     ],
 )
-def test_the_page_says_how_the_last_request_ended(
-    client, session, student, status, error, said
-):
+def test_the_page_says_how_the_last_request_ended(client, session, status, error, said):
     post(client)
     row = session.scalars(select(SenderProfile)).one()
     row.status, row.error = status, error
@@ -239,7 +242,7 @@ def test_the_page_says_how_the_last_request_ended(
     assert said in words(client.get(URL))
 
 
-def test_another_student_never_sees_the_picture_address(client, app, session, student):
+def test_another_student_never_sees_the_picture_address(client, app, session):
     post(client, picture=upload(png(200, 200)))
     token = session.scalars(select(SenderProfile.picture_token)).one()
     bob = make_user(session, "bob@example.com")

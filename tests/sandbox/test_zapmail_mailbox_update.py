@@ -61,10 +61,16 @@ def test_names_and_picture_are_applied_and_listed_with_one_ledger_entry_each(sim
 def test_a_missing_picture_keeps_the_old_one_and_null_removes_it(zm, boxes):
     ada = boxes["rows"][0]
     headers = boxes["headers"]
-    zm.put("/v2/mailboxes", json={"mailboxData": [_entry(ada, profilePicture=PICTURE)]}, headers=headers)
+    zm.put(
+        "/v2/mailboxes",
+        json={"mailboxData": [_entry(ada, profilePicture=PICTURE)]},
+        headers=headers,
+    )
     zm.put("/v2/mailboxes", json={"mailboxData": [_entry(ada, firstName="Jo")]}, headers=headers)
     assert _rows(zm, headers)[0]["profilePicture"] == PICTURE
-    zm.put("/v2/mailboxes", json={"mailboxData": [_entry(ada, profilePicture=None)]}, headers=headers)
+    zm.put(
+        "/v2/mailboxes", json={"mailboxData": [_entry(ada, profilePicture=None)]}, headers=headers
+    )
     assert _rows(zm, headers)[0]["profilePicture"] is None
 
 
