@@ -9,8 +9,6 @@ serves the uploaded picture.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,21 +19,12 @@ from sqlalchemy.orm import Session
 from core.settings import Settings
 from tests.portal.helpers import PASSWORD
 from tests.support.pictures import png
+from tests.support.worker import wait_for
 from tests.support.zapmail_world import active_provision
 
 pytestmark = [pytest.mark.browser, pytest.mark.prefect]
 
 EMAIL = "sam@student.test"
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1.0)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_upload_a_picture_and_new_names_and_see_them_applied(
@@ -84,7 +73,7 @@ def test_upload_a_picture_and_new_names_and_see_them_applied(
         page.reload()
         return "Applied to every mailbox on" in state.inner_text()
 
-    _wait(applied, 120, "the page to say the profile is applied")
+    wait_for(applied, timeout_s=120, what="the page to say the profile is applied", every_s=1.0)
     text = state.inner_text()
     assert "Jordan Reyes" in text and "Pending" not in text
     width = page.eval_on_selector("#profile-state img", "img => img.naturalWidth")
