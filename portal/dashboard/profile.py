@@ -27,6 +27,7 @@ from core.models import Domain
 from core.models import Mailbox
 from core.models import Provision
 from core.models import SenderProfile
+from core.models import SenderProfileStatus
 from core.sender_profile import CHANGEABLE
 from core.sender_profile import PICTURE_PATH
 from core.sender_profile import USERNAME_REFUSAL
@@ -120,8 +121,7 @@ def profile() -> ResponseReturnValue:
         form = _blank(provision, current)
         form.too_large(TOO_LARGE)
         return _page(provision, current, form, 413)
-    posted = request.form
-    if any("username" in key.lower() for key in posted):
+    if any("username" in key.lower() for key in [*request.form, *request.files]):
         abort(400, USERNAME_REFUSAL)
     if provision.status not in CHANGEABLE:
         abort(409, "The sender profile can be changed while your order is active.")
@@ -134,7 +134,7 @@ def profile() -> ResponseReturnValue:
         current is not None
         and data is None
         and (current.first_name, current.last_name) == (form.name.first, form.name.last)
-        and current.status != "failed"
+        and current.status != SenderProfileStatus.FAILED.value
     )
     if unchanged:
         flash(
