@@ -19,6 +19,7 @@ from sqlalchemy import Float
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import Integer
+from sqlalchemy import LargeBinary
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
@@ -698,3 +699,41 @@ class RecoveryCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# Sender profile: the display names and picture a student set for all of their mailboxes.
+
+
+class SenderProfileStatus(StrEnum):
+    PENDING = "pending"  # asked for; the sender-profile run has not finished it yet
+    APPLIED = "applied"  # every mailbox at Zapmail shows it
+    FAILED = "failed"  # the run stopped; ``error`` says why (asking again starts a new run)
+
+
+class SenderProfile(Base):
+    """The sender names and picture a student asked for, applied to every mailbox by a run.
+
+    ``revision`` grows with each request; a run applies only the revision it was started for,
+    and only while it is still the latest (tasks/sender_profile.py). The picture is served to
+    Zapmail from ``picture_token``'s unguessable URL (core/sender_profile.py).
+    """
+
+    __tablename__ = "sender_profiles"
+    __table_args__ = (CheckConstraint(_in("status", SenderProfileStatus), name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provision_id: Mapped[int] = mapped_column(
+        ForeignKey("provisions.id", ondelete="CASCADE"), unique=True
+    )
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    # At most 1 MB (core/images.py), kept in the app DB so every portal host can serve it.
+    picture: Mapped[bytes | None] = mapped_column(LargeBinary)
+    picture_sha256: Mapped[str | None] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(32))
+    picture_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default=SenderProfileStatus.PENDING.value)
+    error: Mapped[str | None] = mapped_column(Text)

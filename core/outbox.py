@@ -35,6 +35,7 @@ ENQUEUED = "outbox_enqueued_keys"
 START_DEPLOYMENT = "start_deployment"
 PROVISION_DEPLOYMENT = "provision/on-demand"
 UPGRADE_DEPLOYMENT = "upgrade/on-demand"
+SENDER_PROFILE_DEPLOYMENT = "sender-profile/on-demand"
 
 
 def enqueue(

@@ -53,6 +53,7 @@ PRELOAD = (
     "flows.sweep_waiting",
     "flows.sync_warmup",
     "flows.refund_order",
+    "flows.sender_profile",
     "flows.watchdog",
 )
 

@@ -1,4 +1,4 @@
-"""Zapmail mailboxes: queue their creation, list them per domain, retry or schedule removal."""
+"""Zapmail mailboxes: queue their creation, list them per domain, update names, retry, removal."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from clients.zapmail.errors import ERRORS
 from clients.zapmail.models import Mailbox
 from clients.zapmail.models import MailboxPage
 from clients.zapmail.models import MailboxSpec
+from clients.zapmail.models import MailboxUpdate
 
 
 class ZapmailMailboxes(ZapmailBase):
@@ -81,6 +82,16 @@ class ZapmailMailboxes(ZapmailBase):
                     if mailbox.domain_id is None:
                         mailbox.domain_id = group.id
                     yield mailbox
+
+    def update_mailboxes(self, updates: Sequence[MailboxUpdate | Mapping[str, Any]]) -> str | None:
+        """Set sender names (and picture) on mailboxes with one ``PUT /v2/mailboxes``.
+
+        Each entry must carry the mailbox's current username: a different one is a new address.
+        """
+        rows = [MailboxUpdate.model_validate(update).to_wire() for update in updates]
+        if not rows:
+            raise ValueError("update_mailboxes needs at least one mailbox")
+        return message_of(self._call("PUT", "/v2/mailboxes", json={"mailboxData": rows}))
 
     def retry_failed_mailboxes(self, domain_ids: Sequence[str | int]) -> str | None:
         """Ask Zapmail to retry FAILED mailboxes on the given domains."""

@@ -167,6 +167,7 @@ class Mailbox(ZapmailModel):
     expire_on: str | None = None
     is_warmed_up: bool | None = None
     service_provider: str | None = None
+    profile_picture: str | None = None
     app_password: SecretStr | None = None
     password: SecretStr | None = None
     secret: SecretStr | None = None
@@ -276,3 +277,25 @@ class ExportStatus(ZapmailModel):
     def is_failed(self) -> bool:
         """Whether the export failed for good."""
         return (self.status or "").lower() in {"failed", "failure", "error"}
+
+
+class MailboxUpdate(_WriteModel):
+    """One entry of ``PUT /v2/mailboxes`` (zapmail.md §7.6, M): new names, the same username.
+
+    ``username`` is required by the API; sending a different one changes the address and resets
+    its warm-up, so callers pass the mailbox's current username. ``profile_picture`` (a URL) is
+    left out of the body when ``None``: the mailbox keeps its picture.
+    """
+
+    mailbox_id: str
+    first_name: str
+    last_name: str
+    username: str
+    profile_picture: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """Return the camelCase entry, without ``profilePicture`` when there is none to set."""
+        body = super().to_wire()
+        if body.get("profilePicture") is None:
+            body.pop("profilePicture", None)
+        return body

@@ -16,4 +16,5 @@ from portal.dashboard import home  # noqa: E402,F401
 from portal.dashboard import invoices  # noqa: E402,F401
 from portal.dashboard import mailboxes  # noqa: E402,F401
 from portal.dashboard import overview  # noqa: E402,F401
+from portal.dashboard import profile  # noqa: E402,F401
 from portal.dashboard import progress_page  # noqa: E402,F401

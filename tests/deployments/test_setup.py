@@ -85,6 +85,7 @@ def test_zombie_automation_is_created_once_and_spares_suspended_runs(
 
 
 def test_prefect_yaml_names_every_deployment_the_portal_starts() -> None:
+    from core import outbox
     from portal import orchestration
 
     spec = yaml.safe_load((Path(setup.PROJECT_ROOT) / "prefect.yaml").read_text())
@@ -100,5 +101,6 @@ def test_prefect_yaml_names_every_deployment_the_portal_starts() -> None:
         orchestration.UPGRADE_DEPLOYMENT,
         orchestration.REFRESH_DEPLOYMENT,
         orchestration.CANCEL_DEPLOYMENT,
+        outbox.SENDER_PROFILE_DEPLOYMENT,
     ):
         assert started in named, f"prefect.yaml has no deployment {started}"

@@ -51,6 +51,7 @@ FORM_DATA: dict[str, dict[str, str]] = {
     "wizard.package": {"tier_id": "1"},
     "wizard.domains": {"action": "search", "brand": "csrfco"},
     "wizard.mailboxes": {"first_name": "Ann", "last_name": "Lee", "action": "continue"},
+    "dashboard.profile": {"first_name": "Ann", "last_name": "Lee"},
     "upgrade.start": {"tier_id": "2"},
     "admin.cancel": {"note": "csrf"},
     "admin.refund": {"reason": "csrf"},

@@ -22,6 +22,7 @@ from sandbox.vendors import BadBodyError
 from sandbox.vendors.zapmail import account
 from sandbox.vendors.zapmail import domains
 from sandbox.vendors.zapmail import exports
+from sandbox.vendors.zapmail import mailbox_update
 from sandbox.vendors.zapmail import mailboxes
 from sandbox.vendors.zapmail.catalog import normalize
 from sandbox.vendors.zapmail.http import ZapmailError
@@ -73,6 +74,7 @@ class ZapmailSim:
             Route("/v2/domains", w(domains.list_domains), methods=["GET", "POST"]),
             Route("/v2/mailboxes", w(mailboxes.create), methods=["POST"]),
             Route("/v2/mailboxes", w(mailboxes.get_one), methods=["GET"]),
+            Route("/v2/mailboxes", w(mailbox_update.update), methods=["PUT"]),
             Route("/v2/mailboxes/list", w(mailboxes.list_by_domain), methods=["GET"]),
             Route("/v2/mailboxes/retry-failed", w(mailboxes.retry_failed), methods=["PUT"]),
             Route(

@@ -78,6 +78,7 @@ class Mailbox:
     app_password: str
     secret: str
     scheduled_removal: bool = False
+    profile_picture: str | None = None
 
     @property
     def email(self) -> str:

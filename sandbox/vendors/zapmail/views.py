@@ -23,7 +23,7 @@ def mailbox_row(m: Mailbox, now: float, *, with_secret: bool = False) -> dict[st
         "firstName": m.first_name,
         "lastName": m.last_name,
         "status": m.status(now),
-        "profilePicture": None,
+        "profilePicture": m.profile_picture,
         "domain": m.domain,
         "domainId": m.domain_id,
         "assignedOn": iso(m.created_at),
