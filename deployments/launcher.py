@@ -48,6 +48,9 @@ PRELOAD = (
     "flows.sync_warmup",
     "flows.refund_order",
     "flows.watchdog",
+    "flows.forwarding",
+    "flows.dns_health",
+    "flows.capacity",
 )
 
 

@@ -64,12 +64,13 @@ def test_progress_json_follows_the_step_mirror(client: Any, ann: Any, session: S
             "buy_domains": "completed",
             "wait_domains": "completed",
             "dmarc": "completed",
+            "forwarding": "completed",
             "mailboxes": "running",
         },
     )
     session.commit()
     data = client.get("/progress.json").json
-    assert data["done"] == 4 and data["total"] == 11
+    assert data["done"] == 5 and data["total"] == 12
     assert data["current"] == "Create mailboxes"
     assert 30 < data["percent"] < 60
     assert data["elapsed_s"] >= 40 * 60
