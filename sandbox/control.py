@@ -175,13 +175,9 @@ def build_control_app(
 
     async def zapmail_health_score(request: Request) -> dict[str, Any]:
         body = await body_of(request)
-        domain, value = body.get("domain"), body.get("score")
+        domain, value = body.get("domain"), _percent_or_none(body.get("score"), "score")
         if not isinstance(domain, str) or not domain:
             raise ControlError("domain is required")
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100
-        ):
-            raise ControlError("score must be an integer 0-100 or null")
         try:
             return {
                 "domain": domain.lower(),
@@ -201,13 +197,9 @@ def build_control_app(
 
     async def plusvibe_health(request: Request) -> dict[str, Any]:
         body = await body_of(request)
-        email, value = body.get("email"), body.get("health")
+        email, value = body.get("email"), _percent_or_none(body.get("health"), "health")
         if not isinstance(email, str) or not email:
             raise ControlError("email is required")
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100
-        ):
-            raise ControlError("health must be an integer 0-100 or null")
         matched = plusvibe.force_health(email, value)
         return {"email": email.lower(), "health": value, "accounts": matched}
 
@@ -315,6 +307,15 @@ def _seed_specs(body: dict[str, Any]) -> list[dict[str, Any]]:
     if total > MAX_SEED_ACCOUNTS:
         raise ControlError(f"at most {MAX_SEED_ACCOUNTS} accounts per seed")
     return specs
+
+
+def _percent_or_none(value: Any, name: str) -> int | None:
+    """An integer 0-100, or None; anything else is refused naming the key."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100
+    ):
+        raise ControlError(f"{name} must be an integer 0-100 or null")
+    return value
 
 
 def _number(value: Any) -> bool:

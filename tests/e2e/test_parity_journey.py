@@ -15,23 +15,16 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from core.db import utcnow
-from core.dns_health import assess
 from core.models import CapacitySnapshot
-from core.models import DomainHealth
 from core.models import Role
 from tests.e2e.conftest import serving_portal
 from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_provision
 from tests.portal.helpers import make_user
+from tests.portal.test_parity_views import GOOD
+from tests.portal.test_parity_views import store_check
 
 pytestmark = [pytest.mark.browser]
-
-RECORDS = [
-    {"type": "MX", "host": "@", "value": "smtp.google.com"},
-    {"type": "TXT", "host": "@", "value": "v=spf1 include:_spf.google.com ~all"},
-    {"type": "TXT", "host": "google._domainkey", "value": "v=DKIM1; k=rsa; p=MIIBIjAN"},
-]
 
 
 @pytest.fixture
@@ -59,17 +52,7 @@ def test_student_reads_dns_health_and_sets_the_website_admin_plans_capacity(
     url = portal
     provision = make_provision(session, make_user(session, "web@student.test"), status="active")
     drifted = provision.domains[0]
-    result = assess(drifted.name, RECORDS, dmarc_email="dmarc@example.com", score=24)
-    session.add(
-        DomainHealth(
-            domain_id=drifted.id,
-            checked_on=utcnow().date(),
-            checked_at=utcnow(),
-            records=result.records,
-            score=24,
-            problems=result.problems,
-        )
-    )
+    store_check(session, drifted, [r for r in GOOD if r["host"] != "_dmarc"], 24)
     make_user(session, "boss@school.test", role=Role.ADMIN)
     session.add(CapacitySnapshot(wallet_cents=10_000, slots_purchased=50, slots_free=20))
     session.commit()

@@ -18,11 +18,10 @@ from core.models import DomainHealth
 from core.models import OperatorSettings
 from core.models import OutboxMessage
 from core.models import Provision
-from core.models import Role
 from core.models import WizardDraft
-from tests.portal.helpers import PASSWORD
 from tests.portal.helpers import make_provision
 from tests.portal.helpers import make_user
+from tests.portal.test_admin_views import _admin_client
 from tests.portal.test_wizard_views import _choose_domains
 from tests.portal.test_wizard_views import _tier_id
 from tests.portal.test_wizard_views import student  # noqa: F401 - the fixture
@@ -203,18 +202,10 @@ def test_wizard_keeps_the_website_and_refuses_a_chosen_cold_domain(
     assert session.scalars(select(WizardDraft.data)).one()["forward_to"] is None
 
 
-def _admin(app: Flask, session: Session) -> Any:
-    make_user(session, "boss@example.com", role=Role.ADMIN, name="Boss")
-    session.commit()
-    client = app.test_client()
-    client.post("/auth/login", data={"email": "boss@example.com", "password": PASSWORD})
-    return client
-
-
 def test_admin_home_shows_capacity_against_orders_and_the_next_cohort(
     app: Flask, session: Session
 ) -> None:
-    admin = _admin(app, session)
+    admin = _admin_client(app, session)
     waiting = make_user(session, "wait@example.com")
     # A paid Starter order not set up yet: 3 domains to buy (priced 12.99), 6 mailboxes.
     order = make_provision(session, waiting, status="provisioning", paid_at=utcnow())
@@ -258,7 +249,7 @@ def test_admin_home_shows_capacity_against_orders_and_the_next_cohort(
 def test_admin_home_says_when_zapmail_was_never_read_or_paid_orders_are_short(
     app: Flask, session: Session
 ) -> None:
-    admin = _admin(app, session)
+    admin = _admin_client(app, session)
     assert "No reading of the Zapmail account yet" in admin.get("/admin/cohort").get_data(
         as_text=True
     )

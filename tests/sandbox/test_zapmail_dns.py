@@ -22,6 +22,12 @@ def health(zm: httpx.Client, dom: dict, name: str) -> dict:
     return resp.json()["data"]
 
 
+def set_dmarc(zm: httpx.Client, dom: dict, name: str) -> None:
+    body = {"domainIds": [dom["ids"][name]], "email": "rua@ops.test"}
+    body.update(contains="", status=[], tagIds=[])
+    assert zm.post("/v2/domains/dmarc", json=body, headers=dom["headers"]).status_code == 200
+
+
 def forward(zm: httpx.Client, dom: dict, names: list[str], target: str) -> httpx.Response:
     body = {
         "domainIds": [dom["ids"][n] for n in names],
@@ -114,14 +120,7 @@ def test_dns_records_follow_dmarc_and_drift_through_the_control_plane(sim, zm, a
     assert ("TXT", "_dmarc") not in found
     assert records(zm, dom, name, path="/v2/dns") == found  # with or without the slash
 
-    body = {
-        "domainIds": [dom["ids"][name]],
-        "email": "rua@ops.test",
-        "contains": "",
-        "status": [],
-        "tagIds": [],
-    }
-    assert zm.post("/v2/domains/dmarc", json=body, headers=dom["headers"]).status_code == 200
+    set_dmarc(zm, dom, name)
     assert records(zm, dom, name)[("TXT", "_dmarc")] == "v=DMARC1; p=none; rua=mailto:rua@ops.test"
 
     deleted = sim.control(
@@ -148,14 +147,7 @@ def test_dns_records_follow_dmarc_and_drift_through_the_control_plane(sim, zm, a
 def test_health_score_follows_records_and_can_be_pinned(sim, zm, active_domain):
     dom = active_domain(1, stem="score")
     name = dom["names"][0]
-    body = {
-        "domainIds": [dom["ids"][name]],
-        "email": "rua@ops.test",
-        "contains": "",
-        "status": [],
-        "tagIds": [],
-    }
-    zm.post("/v2/domains/dmarc", json=body, headers=dom["headers"])
+    set_dmarc(zm, dom, name)
     healthy = health(zm, dom, name)
     assert 88 <= healthy["score"] <= 100 and healthy["status"] == "HEALTHY"
 
