@@ -66,13 +66,22 @@ class Capacity:
     """Supply (the latest snapshot), demand by source, and the warnings for the admin."""
 
     snapshot: CapacitySnapshot | None
+    """The latest reading that worked."""
+    failed: CapacitySnapshot | None
+    """The latest reading that did not, when it is newer than ``snapshot``."""
     paid: Need
     pending: Need
     cohort: Need
     cohort_size: int | None
     cohort_tier: str | None
     warnings: list[tuple[str, str]] = field(default_factory=list)
-    """(level, text): level is "danger" (paid orders short now) or "warning"."""
+    """(level, text): "danger" (paid orders short now), "warning" (short for what may come) or
+    "reading" (the numbers themselves are missing or old)."""
+
+    @property
+    def shortages(self) -> list[str]:
+        """The warnings that say the account runs short (not those about the reading)."""
+        return [text for level, text in self.warnings if level != "reading"]
 
     @property
     def stale(self) -> bool:
@@ -175,10 +184,13 @@ def set_next_cohort_size(session: Session, size: int | None) -> None:
     row.next_cohort_size = size
 
 
-def latest_snapshot(session: Session) -> CapacitySnapshot | None:
-    """The most recent reading of the Zapmail account."""
+def latest_snapshot(session: Session, *, failed: bool = False) -> CapacitySnapshot | None:
+    """The most recent reading of the Zapmail account that worked (or, ``failed``, that did not)."""
     return session.scalar(
-        select(CapacitySnapshot).order_by(CapacitySnapshot.taken_at.desc()).limit(1)
+        select(CapacitySnapshot)
+        .where(CapacitySnapshot.error.is_not(None) if failed else CapacitySnapshot.error.is_(None))
+        .order_by(CapacitySnapshot.taken_at.desc())
+        .limit(1)
     )
 
 
@@ -196,12 +208,15 @@ def assess(session: Session) -> Capacity:
         )
     result = Capacity(
         snapshot=latest_snapshot(session),
+        failed=latest_snapshot(session, failed=True),
         paid=paid_need(session),
         pending=pending_need(session),
         cohort=cohort,
         cohort_size=size,
         cohort_tier=tier.name if tier is not None else None,
     )
+    if result.failed and result.snapshot and result.failed.taken_at < result.snapshot.taken_at:
+        result.failed = None
     result.warnings = _warnings(result)
     return result
 
@@ -212,14 +227,18 @@ def _money(cents: int) -> str:
 
 def _warnings(c: Capacity) -> list[tuple[str, str]]:
     snap = c.snapshot
-    if snap is None:
-        return [("warning", "No reading of the Zapmail account yet; it is read every 15 minutes.")]
     out: list[tuple[str, str]] = []
+    if c.failed is not None:
+        out.append(("reading", f"The capacity check of {_when(c.failed.taken_at)} could not "
+                    f"read Zapmail: {c.failed.error}"))  # fmt: skip
+    if snap is None:
+        return [
+            *out,
+            ("reading", "No reading of the Zapmail account yet; it is read every 15 minutes."),
+        ]
     if c.stale:
-        out.append(("warning", f"The last reading is from {_when(snap.taken_at)}: is the "
+        out.append(("reading", f"The last reading is from {_when(snap.taken_at)}: is the "
                     "capacity-snapshot deployment running?"))  # fmt: skip
-    if snap.error:
-        out.append(("warning", f"The last capacity check could not read Zapmail: {snap.error}"))
     # The first stage that is short is the one to act on: paid orders are short right now.
     stages = [
         ("danger", "the paid orders waiting to be set up", c.paid),

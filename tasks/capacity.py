@@ -63,7 +63,7 @@ def record_failed_snapshot(error: str) -> None:
 
 def _warn_if_short(session: Session, capacity: Capacity) -> list[str]:
     """Queue one admin email per day and distinct shortage (the same one is not repeated)."""
-    short = [text for level, text in capacity.warnings if "cover" in text]
+    short = capacity.shortages
     if not short:
         return []
     digest = hashlib.sha256("\n".join(short).encode()).hexdigest()[:12]

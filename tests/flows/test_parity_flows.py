@@ -206,6 +206,15 @@ def test_capacity_snapshot_stores_wallet_and_slots_and_warns_admins_once(
     assert "4 free mailbox slots do not cover the paid orders" in warning.body
 
 
+def test_a_capacity_reading_that_fails_is_stored_as_failed(pipeline: Pipeline) -> None:
+    pipeline.sandbox.add_fault(
+        vendor="zapmail", path="/v2/wallet/balance", kind="status", status=403, times=1
+    )
+    assert capacity_snapshot(return_state=True).is_failed()
+    (row,) = pipeline.session.scalars(select(CapacitySnapshot)).all()
+    assert row.wallet_cents is None and row.error and "403" in row.error
+
+
 def test_a_run_stopped_for_mailbox_slots_emails_the_admins_with_the_numbers(
     pipeline: Pipeline,
 ) -> None:

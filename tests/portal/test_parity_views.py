@@ -257,9 +257,18 @@ def test_admin_home_says_when_zapmail_was_never_read_or_paid_orders_are_short(
     # Its domains are bought, none of its 6 mailboxes is created.
     make_provision(session, waiting, status="failed", paid_at=utcnow(), remedy="capacity")
     session.add(
-        CapacitySnapshot(taken_at=utcnow(), wallet_cents=0, slots_purchased=4, slots_free=4)
+        CapacitySnapshot(
+            taken_at=utcnow() - timedelta(minutes=20),
+            wallet_cents=0,
+            slots_purchased=4,
+            slots_free=4,
+        )
     )
+    # The next reading failed: the numbers shown stay those of the last one that worked.
+    session.add(CapacitySnapshot(taken_at=utcnow(), error="ZapmailServerError: 503 busy"))
     session.commit()
     page = admin.get("/admin/cohort").get_data(as_text=True)
+    assert "could not read Zapmail: ZapmailServerError: 503 busy" in page
+    assert "4 free of 4" in page
     assert 'class="flash flash-error">4 free mailbox slots do not cover the paid orders' in page
     assert "buy at least 2 add-on slots." in page
