@@ -182,6 +182,8 @@ class Provision(Base):
     cancel_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # When the subscription became unpaid/paused/past due; dunning cancels after a grace period.
     past_due_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Parity (issue 17): the student's main website, where every cold domain forwards (None: none).
+    forward_to: Mapped[str | None] = mapped_column(String(2048))
 
     user: Mapped[User] = relationship(back_populates="provision")
     tier: Mapped[Tier] = relationship()
@@ -220,6 +222,8 @@ class Domain(Base):
     auto_renew: Mapped[bool | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Parity (issue 17): where Zapmail forwards the domain's web traffic, as last set or read.
+    forwarded_to: Mapped[str | None] = mapped_column(String(2048))
 
     provision: Mapped[Provision] = relationship(back_populates="domains")
     mailboxes: Mapped[list[Mailbox]] = relationship(
@@ -736,4 +740,53 @@ class SenderProfile(Base):
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(16), default=SenderProfileStatus.PENDING.value)
+
+
+# Parity (issue 17): daily domain health checks, the operator's settings, capacity snapshots.
+
+
+class DomainHealth(Base):
+    """One domain's DNS records and health score as read on one day, and the problems found.
+
+    One row per domain and day: an on-demand check later that day replaces it.
+    """
+
+    __tablename__ = "domain_health"
+    __table_args__ = (UniqueConstraint("domain_id", "checked_on"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"))
+    checked_on: Mapped[date] = mapped_column(Date)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # [{"type", "host", "value", "state"}] as read, each marked ok, missing or changed.
+    records: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Zapmail's 0-100 score (at most 30 is critical); None before the domain is live.
+    score: Mapped[int | None] = mapped_column(Integer)
+    # [{"code", "record", "state", "advice"}]: what is wrong, in words for the student.
+    problems: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class OperatorSettings(Base):
+    """The operator's own numbers (a single row): the size of the next cohort to plan for."""
+
+    __tablename__ = "operator_settings"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=1)
+    next_cohort_size: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class CapacitySnapshot(Base):
+    """The Zapmail wallet and mailbox slots as read by the scheduled capacity check."""
+
+    __tablename__ = "capacity_snapshots"
+    __table_args__ = (Index("ix_capacity_snapshots_taken_at", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # None where Zapmail could not be read (then ``error`` says why).
+    wallet_cents: Mapped[int | None] = mapped_column(Integer)
+    slots_purchased: Mapped[int | None] = mapped_column(Integer)
+    slots_free: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)

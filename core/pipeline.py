@@ -58,6 +58,14 @@ _STEPS = (
         "We could not configure email authentication (DMARC) for your domains.",
     ),
     Step(
+        "forwarding",
+        "Website forwarding",
+        "Visitors of your domains land on your main website (when you gave one).",
+        15,
+        300,
+        "We could not point your domains at your website.",
+    ),
+    Step(
         "mailboxes",
         "Create mailboxes",
         "Two mailboxes per domain with your sender name.",
@@ -130,6 +138,7 @@ UPGRADE_STEPS: tuple[str, ...] = (
     "buy_domains",
     "wait_domains",
     "dmarc",
+    "forwarding",
     "mailboxes",
     "wait_mailboxes",
     "connect_plusvibe",

@@ -55,6 +55,9 @@ PRELOAD = (
     "flows.refund_order",
     "flows.sender_profile",
     "flows.watchdog",
+    "flows.forwarding",
+    "flows.dns_health",
+    "flows.capacity",
 )
 
 

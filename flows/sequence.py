@@ -14,6 +14,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.objects import State
 from prefect.flows import Flow
 
+from tasks.forwarding import set_forwarding
 from tasks.plusvibe import check_accounts_connected
 from tasks.plusvibe import configure_warmup
 from tasks.waits import wait_until
@@ -37,7 +38,7 @@ def domains_to_warmup(
     new: str = "",
     before_export: Callable[[], Any] | None = None,
 ) -> None:
-    """Buy ``domains``, wait for them, set DMARC, create and wait for the mailboxes, warm them up.
+    """Buy ``domains``, wait for them, set DMARC and forwarding, create the mailboxes, warm them up.
 
     ``key`` maps a step to its mirror key; ``new`` ("new " for an upgrade) goes into the words
     the student reads while a wait is suspended.
@@ -52,6 +53,8 @@ def domains_to_warmup(
         summary=f"Registering your {new}domains and configuring DNS (MX, SPF, DKIM)",
     )
     set_dmarc(provision_id, domains, step_key=key("dmarc"))
+    # Completes at once, without a vendor call, when the student gave no website.
+    set_forwarding(provision_id, domains, step_key=key("forwarding"))
     create_mailboxes(provision_id, addresses, step_key=key("mailboxes"))
     wait_until(
         provision_id,

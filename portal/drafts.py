@@ -22,6 +22,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "first_name": "",
         "last_name": "",
         "patterns": [],
+        "forward_to": None,
         "checkout_attempt": 0,
     },
     UPGRADE: {

@@ -208,7 +208,7 @@ def build_document(snapshot: Snapshot, now: datetime | None = None) -> dict[str,
     done = sum(1 for s in tracked if s["status"] == StepStatus.COMPLETED.value)
     total = len(tracked)
     status = provision.status
-    # The bar measures steps, as its label says ("7 of 11 steps done"); time is estimated apart.
+    # The bar measures steps, as its label says ("7 of 12 steps done"); time is estimated apart.
     if status == ProvisionStatus.ACTIVE.value:
         percent = 100
     else:

@@ -21,6 +21,7 @@ from sandbox.vendors import json_body
 from sandbox.vendors.heyreach import HeyReachSim
 from sandbox.vendors.plusvibe import PlusVibeSim
 from sandbox.vendors.zapmail import ZapmailSim
+from sandbox.vendors.zapmail import dns as zapmail_dns
 
 
 class ControlError(Exception):
@@ -153,18 +154,52 @@ def build_control_app(
         zapmail.fail_mailboxes(domain, times)
         return {"domain": domain.lower(), "times": times}
 
+    async def zapmail_dns_drift(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        domain = body.get("domain")
+        if not isinstance(domain, str) or not domain:
+            raise ControlError("domain is required")
+        try:
+            if body.get("restore") is True:
+                return {"records": zapmail_dns.restore(zapmail.state, domain)}
+            kind, host, value = body.get("recordType"), body.get("host"), body.get("value")
+            if not isinstance(kind, str) or not isinstance(host, str):
+                raise ControlError("recordType and host are required (or restore: true)")
+            if value is not None and not isinstance(value, str):
+                raise ControlError("value must be a string (edit) or null (delete)")
+            return {"records": zapmail_dns.drift(zapmail.state, domain, kind, host, value)}
+        except LookupError as exc:
+            raise ControlError(str(exc), 404) from exc
+        except ValueError as exc:
+            raise ControlError(str(exc)) from exc
+
+    async def zapmail_health_score(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        domain, value = body.get("domain"), _percent_or_none(body.get("score"), "score")
+        if not isinstance(domain, str) or not domain:
+            raise ControlError("domain is required")
+        try:
+            return {
+                "domain": domain.lower(),
+                "score": zapmail_dns.pin_score(zapmail.state, domain, value),
+            }
+        except LookupError as exc:
+            raise ControlError(str(exc), 404) from exc
+
+    async def zapmail_visit(request: Request) -> dict[str, Any]:
+        try:
+            return zapmail_dns.visit(zapmail.state, request.query_params.get("domain", ""))
+        except LookupError as exc:
+            raise ControlError(str(exc), 404) from exc
+
     async def zapmail_state(_request: Request) -> dict[str, Any]:
         return {**zapmail.state.dump(), "webhooks": zapmail.webhooks.sent}
 
     async def plusvibe_health(request: Request) -> dict[str, Any]:
         body = await body_of(request)
-        email, value = body.get("email"), body.get("health")
+        email, value = body.get("email"), _percent_or_none(body.get("health"), "health")
         if not isinstance(email, str) or not email:
             raise ControlError("email is required")
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100
-        ):
-            raise ControlError("health must be an integer 0-100 or null")
         matched = plusvibe.force_health(email, value)
         return {"email": email.lower(), "health": value, "accounts": matched}
 
@@ -227,6 +262,9 @@ def build_control_app(
         ("/zapmail/wallet", zapmail_wallet, ["POST"]),
         ("/zapmail/fail-mailboxes", zapmail_fail, ["POST"]),
         ("/zapmail/state", zapmail_state, ["GET"]),
+        ("/zapmail/dns", zapmail_dns_drift, ["POST"]),
+        ("/zapmail/health-score", zapmail_health_score, ["POST"]),
+        ("/zapmail/visit", zapmail_visit, ["GET"]),
         ("/plusvibe/health", plusvibe_health, ["POST"]),
         ("/plusvibe/state", plusvibe_state, ["GET"]),
         ("/plusvibe/seed", plusvibe_seed, ["POST"]),
@@ -269,6 +307,15 @@ def _seed_specs(body: dict[str, Any]) -> list[dict[str, Any]]:
     if total > MAX_SEED_ACCOUNTS:
         raise ControlError(f"at most {MAX_SEED_ACCOUNTS} accounts per seed")
     return specs
+
+
+def _percent_or_none(value: Any, name: str) -> int | None:
+    """An integer 0-100, or None; anything else is refused naming the key."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100
+    ):
+        raise ControlError(f"{name} must be an integer 0-100 or null")
+    return value
 
 
 def _number(value: Any) -> bool:

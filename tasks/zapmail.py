@@ -25,6 +25,7 @@ from core.db import utcnow
 from core.models import Domain
 from core.models import Mailbox
 from core.models import Provision
+from tasks import capacity
 from tasks import guards
 from tasks import purchase
 from tasks import records
@@ -157,14 +158,21 @@ def create_mailboxes(provision_id: int, addresses: list[str], step_key: str = "m
             except BadRequestError as exc:
                 if NO_SLOTS not in str(exc).lower():
                     raise
-                raise _out_of_slots(client, len(missing)) from exc
+                raise _out_of_slots(client, len(missing), provision_id) from exc
         details["created"] = sorted(row.address for row in missing)
         return len(missing)
 
 
-def _out_of_slots(client: Any, needed: int) -> ProvisioningBlockedError:
+def _out_of_slots(client: Any, needed: int, provision_id: int) -> ProvisioningBlockedError:
     """The operator account has too few mailbox slots: say so plainly, to admins and student."""
     quota = client.get_mailbox_quota()
+    # The operator hears of it now, with the numbers, not when a student asks.
+    capacity.alert_capacity_stop(
+        provision_id,
+        free=quota.available_mailboxes,
+        purchased=quota.purchased_mailboxes,
+        needed=needed,
+    )
     return ProvisioningBlockedError(
         f"Zapmail has {quota.available_mailboxes} free mailbox slots of "
         f"{quota.purchased_mailboxes}; this step needs {needed}. Buy add-on mailbox slots "

@@ -3,6 +3,9 @@
 from clients.zapmail.client import MAX_AVAILABILITY_NAMES
 from clients.zapmail.client import ZAPMAIL_BASE_URL
 from clients.zapmail.client import ZapmailClient
+from clients.zapmail.dns import DnsRecord
+from clients.zapmail.dns import DnsRecords
+from clients.zapmail.dns import HealthScore
 from clients.zapmail.errors import ZapmailAuthenticationError
 from clients.zapmail.errors import ZapmailBadRequestError
 from clients.zapmail.errors import ZapmailConflictError
@@ -35,10 +38,13 @@ __all__ = [
     "ZAPMAIL_BASE_URL",
     "AvailabilityResult",
     "BillingDetails",
+    "DnsRecord",
+    "DnsRecords",
     "Domain",
     "DomainAvailability",
     "DomainPage",
     "ExportStatus",
+    "HealthScore",
     "Mailbox",
     "MailboxDomain",
     "MailboxPage",

@@ -1,7 +1,7 @@
 """Typed client for the Zapmail v2 REST API: its parts put together, plus workspaces and billing.
 
-Wallet and domains live in ``domains.py``, mailboxes in ``mailboxes.py``, exports in
-``exports.py``, and the connection in ``_base.py``. Classifies errors and never retries. Workspace scoping: ``client.for_workspace(id)`` returns a
+Wallet and domains live in ``domains.py``, forwarding, DNS and health score in ``dns.py``,
+mailboxes in ``mailboxes.py``, exports in ``exports.py``, and the connection in ``_base.py``. Classifies errors and never retries. Workspace scoping: ``client.for_workspace(id)`` returns a
 derived client that sends ``x-workspace-key: <id>`` on every call and shares the parent's
 connection pool (close the parent, not the child). Choices made where the vendor notes are
 L/M or silent are listed in ``clients/README.md``.
@@ -18,6 +18,7 @@ from clients.zapmail._base import DEFAULT_PAGE_SIZE
 from clients.zapmail._base import ZAPMAIL_BASE_URL
 from clients.zapmail._base import message_of
 from clients.zapmail._base import unwrap
+from clients.zapmail.dns import ZapmailDns
 from clients.zapmail.domains import MAX_AVAILABILITY_NAMES
 from clients.zapmail.domains import ZapmailDomains
 from clients.zapmail.errors import ERRORS
@@ -30,7 +31,7 @@ from clients.zapmail.models import WorkspacePage
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_AVAILABILITY_NAMES", "ZAPMAIL_BASE_URL", "ZapmailClient"]
 
 
-class ZapmailClient(ZapmailDomains, ZapmailMailboxes, ZapmailExports):
+class ZapmailClient(ZapmailDomains, ZapmailDns, ZapmailMailboxes, ZapmailExports):
     """Typed wrapper over the Zapmail v2 API. Classifies errors; never retries."""
 
     def list_workspaces(

@@ -192,6 +192,8 @@ class Domain(ZapmailModel):
     workspace_id: str | None = None
     auto_renew: bool | None = None
     dmarc_email: str | None = None
+    forward_to: str | None = None
+    """Where the domain's web traffic is forwarded (``None``: not forwarded)."""
     assigned_mailboxes_count: Count = None
     service_provider: str | None = None
     registered_on: str | None = None

@@ -34,6 +34,7 @@ from core.pipeline import PROVISION_STEPS
 from core.pipeline import STEPS
 from core.pipeline import base_key
 from portal.admin import bp
+from portal.admin.capacity import capacity_panel
 from portal.db import get_db
 from portal.extensions import admin_required
 
@@ -271,4 +272,5 @@ def cohort() -> ResponseReturnValue:
         },
         sort=sort,
         descending=descending,
+        capacity=capacity_panel(),
     )

@@ -12,6 +12,8 @@ bp = Blueprint("dashboard", __name__)
 
 # Imported for their side effect: each registers its routes on bp.
 from portal.dashboard import billing_portal  # noqa: E402,F401
+from portal.dashboard import dns  # noqa: E402,F401
+from portal.dashboard import forwarding  # noqa: E402,F401
 from portal.dashboard import home  # noqa: E402,F401
 from portal.dashboard import invoices  # noqa: E402,F401
 from portal.dashboard import mailboxes  # noqa: E402,F401

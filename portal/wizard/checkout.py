@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from core.db import utcnow
+from core.forwarding import website_or_none
 from core.mailboxes import validate_sender_name
 from core.models import Domain
 from core.models import Provision
@@ -181,6 +182,7 @@ def _pay(draft: dict[str, Any], tier: Tier, first: str, last: str) -> ResponseRe
     provision.sender_first_name = first
     provision.sender_last_name = last
     provision.username_patterns = list(draft["patterns"])
+    provision.forward_to = website_or_none(draft["forward_to"], names)
     provision.status_reason = None
     # Unpaid names are only held while this order awaits payment: replace them with the new choice.
     if provision.id is not None:

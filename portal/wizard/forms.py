@@ -20,6 +20,8 @@ from wtforms import StringField
 from wtforms.validators import AnyOf
 from wtforms.validators import ValidationError
 
+from core.forwarding import WebsiteError
+from core.forwarding import clean_website
 from core.mailboxes import PATTERNS
 from core.mailboxes import MailboxNameError
 from core.mailboxes import usernames_for
@@ -75,11 +77,27 @@ def _sender_name(part: str) -> Any:
     return check
 
 
+def _draft() -> dict[str, Any]:
+    from portal.wizard import state  # imported here: state is the views' module, not the forms'
+
+    return state.load()
+
+
+def _website(_form: Any, field: Field) -> None:
+    """Validator: an http(s) address that is none of the draft's cold domains (core.forwarding)."""
+    try:
+        field.data = clean_website(field.data, _draft()["domains"]) or ""
+    except WebsiteError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class MailboxesForm(FlaskForm):  # type: ignore[misc]
     """Sender name and one address pattern per mailbox (fields ``pattern_0`` ... ``pattern_N``)."""
 
     first_name = StringField("Sender first name", default="", validators=[_sender_name("first")])
     last_name = StringField("Sender last name", default="", validators=[_sender_name("last")])
+    # Optional; where the cold domains forward. Its default is the draft's, so a GET shows it.
+    website = StringField(default=lambda: _draft()["forward_to"] or "", validators=[_website])
     action = StringField(default="preview")  # back, preview or continue
     pattern_count = 0  # set by mailboxes_form
 
@@ -106,6 +124,7 @@ class MailboxesForm(FlaskForm):  # type: ignore[misc]
         """The draft fields this form sets; unlisted patterns keep the draft's choice."""
         kept = list(draft["patterns"]) + [""] * self.pattern_count
         return {
+            "forward_to": self.website.data or None,
             "first_name": (self.first_name.data or "")[:100],
             "last_name": (self.last_name.data or "")[:100],
             "patterns": [

@@ -190,10 +190,10 @@ def test_student_buys_watches_progress_and_reaches_the_dashboard(
     shoot(page, "07-progress-started")
 
     # --- Simulated flow mirror (switch to the real provisioning flow once it exists) ---
-    done = ("zapmail_workspace", "buy_domains", "wait_domains", "dmarc")
+    done = ("zapmail_workspace", "buy_domains", "wait_domains", "dmarc", "forwarding")
     _mirror(session, provision.id, {**dict.fromkeys(done, "completed"), "mailboxes": "running"})
     # The page polls progress.json every 3 s (page.wait_for_function would need eval, which our CSP forbids).
-    page.locator("#progress-done", has_text="4 of 11 steps done").wait_for(timeout=10000)
+    page.locator("#progress-done", has_text="5 of 12 steps done").wait_for(timeout=10000)
     assert "Create mailboxes" in page.inner_text("li.tl-running")
     shoot(page, "08-progress-running")
 

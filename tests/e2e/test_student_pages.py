@@ -237,8 +237,8 @@ def test_after_payment_every_page_says_where_things_stand(
     set_steps(session, provision, dict.fromkeys(PROVISION_STEPS[:7], "completed"))
     session.commit()
     weigh.load(page, "progress", f"{url}/progress")
-    page.locator("#progress-done", has_text="7 of 11 steps done").wait_for()
-    assert page.get_attribute("#progress-bar", "max") == "11"
+    page.locator("#progress-done", has_text="7 of 12 steps done").wait_for()
+    assert page.get_attribute("#progress-bar", "max") == "12"
     assert page.get_attribute("#progress-bar", "value") == "7"
     left = page.inner_text("#progress-remaining")
     # Reported: "about 1 h 38 min" for a run that ended 80 s later on the demo clock.

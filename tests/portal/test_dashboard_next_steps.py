@@ -172,7 +172,7 @@ def test_the_progress_page_of_an_active_order_says_setup_is_complete(
 ) -> None:
     _just_active(session, ann)
     page = client.get("/progress").get_data(as_text=True)
-    assert "11 of 11 steps done" in page
+    assert "12 of 12 steps done" in page
     assert "Setup is complete." in page
     assert "continues without you" not in page
 

@@ -39,13 +39,13 @@ def test_progress_json_for_a_paid_order_just_started(
         "wait_domains",
     ]
     assert all(s["status"] == "pending" for s in data["steps"])
-    # The bar counts steps: nothing done yet is 0 of 11, whatever time has passed.
+    # The bar counts steps: nothing done yet is 0 of 12, whatever time has passed.
     assert (data["done"], data["total"], data["percent"]) == (0, 11, 0)
     assert data["remaining_s"] > 3600  # the waits for domains and mailboxes dominate
     assert data["remaining_slow_s"] > data["remaining_s"]
     assert "setup continues without you" in data["note"]
     page = client.get("/progress").get_data(as_text=True)
-    assert "0 of 11 steps done" in page and "%" not in page.split("<main", 1)[1]
+    assert "0 of 12 steps done" in page and "%" not in page.split("<main", 1)[1]
 
 
 def test_progress_json_follows_the_step_mirror(client: Any, ann: Any, session: Session) -> None:
@@ -60,14 +60,15 @@ def test_progress_json_follows_the_step_mirror(client: Any, ann: Any, session: S
             "buy_domains": "completed",
             "wait_domains": "completed",
             "dmarc": "completed",
+            "forwarding": "completed",
             "mailboxes": "running",
         },
     )
     session.commit()
     data = client.get("/progress.json").json
-    assert data["done"] == 4 and data["total"] == 11
+    assert data["done"] == 5 and data["total"] == 12
     assert data["current"] == "Create mailboxes"
-    assert data["percent"] == int(100 * 4 / 11)  # by steps, as the bar's label says
+    assert data["percent"] == int(100 * 5 / 12)  # by steps, as the bar's label says
     assert data["elapsed_s"] >= 40 * 60
 
 

@@ -96,5 +96,5 @@ def test_the_page_and_its_json_use_the_configured_clock(demo_app: Flask, started
     data = client.get("/progress.json").json
     assert 0 < data["remaining_s"] <= 2 * 60
     page = client.get("/progress").get_data(as_text=True)
-    assert "2 of 11 steps done" in page
+    assert "2 of 12 steps done" in page
     assert f"about {duration(data['remaining_s'])}</span>" in page

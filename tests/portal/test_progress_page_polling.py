@@ -129,7 +129,7 @@ def test_page_polls_conditionally_and_stays_truthful(
         session, provision, {**RUNNING, "buy_domains": "completed", "wait_domains": "running"}
     )
     session.commit()
-    page.locator("#progress-done", has_text="2 of 11 steps done").wait_for(timeout=10000)
+    page.locator("#progress-done", has_text="2 of 12 steps done").wait_for(timeout=10000)
     assert "Domains go live" in page.inner_text("li.tl-running")
     assert polls[-1][0] == 200
     assert not problems

@@ -13,7 +13,7 @@ from alembic import op
 # Only a new table: nothing here batch-alters "provisions" (see 0006 on its trigger).
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

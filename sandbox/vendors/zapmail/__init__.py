@@ -20,6 +20,7 @@ from sandbox.ratelimit import Rule
 from sandbox.ratelimit import guard
 from sandbox.vendors import BadBodyError
 from sandbox.vendors.zapmail import account
+from sandbox.vendors.zapmail import dns
 from sandbox.vendors.zapmail import domains
 from sandbox.vendors.zapmail import exports
 from sandbox.vendors.zapmail import mailbox_update
@@ -71,6 +72,12 @@ class ZapmailSim:
             Route("/v2/domains/assignable", w(domains.assignable), methods=["GET"]),
             Route("/v2/domains/dmarc", w(domains.set_dmarc), methods=["POST"]),
             Route("/v2/domains/update-auto-renew", w(domains.update_auto_renew), methods=["POST"]),
+            Route("/v2/domains/forwarding", w(dns.set_forwarding), methods=["POST"]),
+            Route("/v2/domains/remove-forwarding", w(dns.remove_forwarding), methods=["POST"]),
+            Route("/v2/domains/health-score", w(dns.health_score), methods=["GET"]),
+            # The notes write the path with a trailing slash (`/v2/dns/?id=`); both answer.
+            Route("/v2/dns/", w(dns.get_dns), methods=["GET"]),
+            Route("/v2/dns", w(dns.get_dns), methods=["GET"]),
             Route("/v2/domains", w(domains.list_domains), methods=["GET", "POST"]),
             Route("/v2/mailboxes", w(mailboxes.create), methods=["POST"]),
             Route("/v2/mailboxes", w(mailboxes.get_one), methods=["GET"]),

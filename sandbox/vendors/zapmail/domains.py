@@ -218,7 +218,7 @@ async def assignable(sim: ZapmailSim, request: Request, ws: Workspace) -> Respon
     )
 
 
-def _select(sim: ZapmailSim, ws: Workspace, body: dict[str, Any]) -> list[Domain]:
+def selected(sim: ZapmailSim, ws: Workspace, body: dict[str, Any]) -> list[Domain]:
     """Domains chosen by domainIds, or by the filters when domainIds is empty."""
     ids = string_list(body, "domainIds")
     if ids:
@@ -245,7 +245,7 @@ async def set_dmarc(sim: ZapmailSim, request: Request, ws: Workspace) -> Respons
     email = need(body, "email", str).strip()
     if "@" not in email or email.startswith("@") or email.endswith("@"):
         raise ZapmailError(400, "email must be a valid email address")
-    chosen = _select(sim, ws, body)
+    chosen = selected(sim, ws, body)
     if not chosen:
         raise ZapmailError(400, "No domains found for the given filters")
     now = sim.state.now()
@@ -261,6 +261,6 @@ async def update_auto_renew(sim: ZapmailSim, request: Request, ws: Workspace) ->
     if not string_list(body, "domainIds", required=True):
         raise ZapmailError(400, "domainIds must contain at least one id")
     now = sim.state.now()
-    for d in _select(sim, ws, body):
+    for d in selected(sim, ws, body):
         d.auto_renew, d.updated_at = auto, now
     return ok(None, "Auto renew updated successfully")

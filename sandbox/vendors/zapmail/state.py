@@ -55,6 +55,11 @@ class Domain:
     auto_renew: bool = False
     dmarc_email: str | None = None
     updated_at: float = 0.0
+    forward_to: str | None = None
+    # DNS edits made through the control plane: (type, host) -> value, None = record deleted.
+    dns_drift: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    # A health score pinned through the control plane (None: computed from the records).
+    health_pin: int | None = None
 
     def status(self, now: float) -> str:
         """Return PENDING or ACTIVE at simulated time `now`."""
@@ -216,6 +221,12 @@ class ZapmailState:
                     "activeAt": iso(d.active_at),
                     "dmarcEmail": d.dmarc_email,
                     "autoRenew": d.auto_renew,
+                    "forwardTo": d.forward_to,
+                    "dnsDrift": [
+                        {"recordType": t, "host": h, "value": v}
+                        for (t, h), v in d.dns_drift.items()
+                    ],
+                    "healthScorePin": d.health_pin,
                 }
                 for d in self.domains.values()
             ],
