@@ -182,7 +182,7 @@ class Provision(Base):
     cancel_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # When the subscription became unpaid/paused/past due; dunning cancels after a grace period.
     past_due_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # Parity (issue 17): the student's main website, where every cold domain forwards (None: none).
+    # The student's main website, where every cold domain forwards (None: none).
     forward_to: Mapped[str | None] = mapped_column(String(2048))
 
     user: Mapped[User] = relationship(back_populates="provision")
@@ -222,7 +222,7 @@ class Domain(Base):
     auto_renew: Mapped[bool | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
-    # Parity (issue 17): where Zapmail forwards the domain's web traffic, as last set or read.
+    # Where Zapmail forwards the domain's web traffic, as last set or read.
     forwarded_to: Mapped[str | None] = mapped_column(String(2048))
 
     provision: Mapped[Provision] = relationship(back_populates="domains")
@@ -740,9 +740,10 @@ class SenderProfile(Base):
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(16), default=SenderProfileStatus.PENDING.value)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
-# Parity (issue 17): daily domain health checks, the operator's settings, capacity snapshots.
+# Parity: daily domain health checks, the operator's settings, capacity snapshots.
 
 
 class DomainHealth(Base):

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from core.models import CapacitySnapshot
 from core.models import Role
 from tests.e2e.conftest import serving_portal
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
 from tests.portal.test_parity_views import GOOD
 from tests.portal.test_parity_views import store_check
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
-from tests.portal.helpers import PASSWORD
+from tests.factories import PASSWORD
 from tests.support.pictures import png
 from tests.support.worker import wait_for
 from tests.support.zapmail_world import active_provision

@@ -20,8 +20,8 @@ from flows.dns_health import dns_health
 from flows.forwarding import forwarding
 from flows.provision import provision
 from tasks import dns_health as dns_tasks
+from tests.factories import make_user
 from tests.flows.conftest import Pipeline
-from tests.portal.helpers import make_user
 
 pytestmark = pytest.mark.prefect
 

@@ -19,8 +19,8 @@ from core.models import OperatorSettings
 from core.models import OutboxMessage
 from core.models import Provision
 from core.models import WizardDraft
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import make_provision
+from tests.factories import make_user
 from tests.portal.test_admin_views import _admin_client
 from tests.portal.test_wizard_views import _choose_domains
 from tests.portal.test_wizard_views import _tier_id

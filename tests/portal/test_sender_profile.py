@@ -24,9 +24,9 @@ from core.models import OutboxMessage
 from core.models import Provision
 from core.models import SenderProfile
 from core.sender_profile import USERNAME_REFUSAL
-from tests.portal.helpers import PASSWORD
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import PASSWORD
+from tests.factories import make_provision
+from tests.factories import make_user
 from tests.support.pictures import jpeg
 from tests.support.pictures import png
 from tests.support.pictures import webp

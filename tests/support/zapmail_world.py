@@ -15,8 +15,8 @@ from clients.zapmail import MailboxSpec
 from clients.zapmail import ZapmailClient
 from core.models import Provision
 from core.settings import Settings
-from tests.portal.helpers import make_provision
-from tests.portal.helpers import make_user
+from tests.factories import make_provision
+from tests.factories import make_user
 
 USERNAMES = ("tim", "tim.keen")  # what tests.portal.helpers.make_provision names the mailboxes
 
