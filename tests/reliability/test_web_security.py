@@ -421,6 +421,7 @@ def test_every_admin_action_writes_an_audit_row(
         ),
         "admin.invite_resend": (f"{students}/resend", {}),
         "admin.invite_revoke": (f"{students}/revoke", {}),
+        "admin.set_cohort_size": ("/admin/capacity/cohort", {"next_cohort_size": "40"}),
     }
     admin_posts = {e for e, m in _state_changing_routes(app) if e.startswith("admin.")}
     assert admin_posts == set(actions), "a new admin action needs a scenario here"
