@@ -23,10 +23,12 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -n 4 --dist worksteal --durations=15
 
-# The fast tier: no Prefect server, no browser (tests/conftest.py marks them by their fixtures);
-# the money protocol runs against the sandbox with the state machines on their smallest budget.
+# The fast tier: no Prefect server, no browser (tests/conftest.py marks them by their fixtures),
+# no process launching (tests/deployments start and kill real process groups); the money protocol
+# runs against the sandbox with the state machines on their smallest budget.
 test-fast: install
-	RELIABILITY_QUICK=1 $(BIN)/python -m pytest -n 4 --dist worksteal -m "not prefect and not browser"
+	RELIABILITY_QUICK=1 $(BIN)/python -m pytest -n 3 --dist worksteal -m "not prefect and not browser" \
+		--ignore=tests/deployments
 
 # Long form of the reliability suites (docs/reliability.md): 1,000+ webhook deliveries, larger
 # hypothesis budgets (the money state machines of tests/reliability/test_money_state_machine.py:
