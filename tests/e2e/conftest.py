@@ -67,6 +67,18 @@ def serving_portal(sandbox: Any, **settings: Any) -> Iterator[tuple[Any, str, Se
 
 
 @pytest.fixture
+def portal(
+    session: Session,  # noqa: ARG001  (requested so every row is deleted after the test)
+    db_url: str,
+    sandbox: Any,
+    tmp_path: Path,
+) -> Iterator[str]:
+    """The portal on loopback with no Prefect: runs it decides stay queued in the outbox."""
+    with serving_portal(sandbox, database_url=db_url, instance_dir=tmp_path) as (_app, url, _):
+        yield url
+
+
+@pytest.fixture
 def live_portal(
     session: Session,  # noqa: ARG001  (requested so every row is deleted after the test)
     db_url: str,

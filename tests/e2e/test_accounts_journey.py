@@ -10,8 +10,6 @@ neither the dashboard (sign-in page) nor progress.json (401).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import Notification
-from tests.e2e.conftest import serving_portal
 from tests.factories import PASSWORD
 from tests.factories import make_provision
 from tests.factories import make_user
@@ -29,18 +26,6 @@ pytestmark = [pytest.mark.browser]
 EMAIL = "reset@student.test"
 NEW_PASSWORD = "lantern-quiet-harbor-42"
 COOKIE = "portal_session"
-
-
-@pytest.fixture
-def portal(
-    session: Session,  # noqa: ARG001  (requested so every row is deleted after the test)
-    db_url: str,
-    sandbox: Any,
-    tmp_path: Path,
-) -> Iterator[str]:
-    """The portal on loopback; no Prefect (nothing here starts a run)."""
-    with serving_portal(sandbox, database_url=db_url, instance_dir=tmp_path) as (_app, url, _):
-        yield url
 
 
 def _sign_in(page: Any, url: str, password: str) -> None:

@@ -21,7 +21,6 @@ from core.models import Notification
 from core.models import Role
 from core.models import User
 from tests.e2e.admin_sign_in import first_admin_sign_in
-from tests.e2e.test_accounts_journey import portal  # noqa: F401 - the same portal fixture
 from tests.factories import make_user
 from tests.factories import tiers
 

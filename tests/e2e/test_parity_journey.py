@@ -8,8 +8,6 @@ page warns that the wallet and slots will run short.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,33 +16,13 @@ from sqlalchemy.orm import Session
 from core.models import CapacitySnapshot
 from core.models import Role
 from tests.e2e.admin_sign_in import enrol
-from tests.e2e.conftest import serving_portal
-from tests.factories import PASSWORD
+from tests.e2e.admin_sign_in import password_step
 from tests.factories import make_provision
 from tests.factories import make_user
 from tests.portal.test_parity_views import GOOD
 from tests.portal.test_parity_views import store_check
 
 pytestmark = [pytest.mark.browser]
-
-
-@pytest.fixture
-def portal(
-    session: Session,  # noqa: ARG001  (requested so every row is deleted after the test)
-    db_url: str,
-    sandbox: Any,
-    tmp_path: Path,
-) -> Iterator[str]:
-    """The portal on loopback; no Prefect (runs stay queued in the outbox)."""
-    with serving_portal(sandbox, database_url=db_url, instance_dir=tmp_path) as (_app, url, _):
-        yield url
-
-
-def _sign_in(page: Any, url: str, email: str) -> None:
-    page.goto(f"{url}/auth/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Sign in')")
 
 
 def test_student_reads_dns_health_and_sets_the_website_admin_plans_capacity(
@@ -59,7 +37,7 @@ def test_student_reads_dns_health_and_sets_the_website_admin_plans_capacity(
     session.commit()
 
     page = browser.new_context().new_page()
-    _sign_in(page, url, "web@student.test")
+    password_step(page, url, "web@student.test")
     page.wait_for_url(f"{url}/dashboard")
     panel = page.locator("#domain-health")
     assert "Critical (24)" in panel.inner_text()
@@ -82,7 +60,7 @@ def test_student_reads_dns_health_and_sets_the_website_admin_plans_capacity(
     shoot(page, "parity-01-dashboard")
 
     admin = browser.new_context().new_page()
-    _sign_in(admin, url, "boss@school.test")
+    password_step(admin, url, "boss@school.test")
     enrol(admin)  # an admin's first sign-in enrols the second factor
     admin.goto(f"{url}/admin/cohort")
     capacity = admin.locator("#capacity")

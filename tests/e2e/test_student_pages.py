@@ -29,9 +29,9 @@ from core.models import Provision
 from core.models import ProvisioningStep
 from core.pipeline import PROVISION_STEPS
 from core.settings import PROJECT_ROOT
+from tests.e2e.admin_sign_in import password_step
 from tests.e2e.conftest import serving_portal
 from tests.e2e.journey import buy_through_wizard
-from tests.factories import PASSWORD
 from tests.factories import make_user
 from tests.factories import set_steps
 from tests.factories import tiers
@@ -90,13 +90,6 @@ class Weigher:
         }
 
 
-def _sign_in(page: Any, url: str, email: str) -> None:
-    page.goto(f"{url}/auth/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Sign in')")
-
-
 def test_wizard_pages_say_what_they_refuse_preview_live_and_name_each_fee(
     portal: tuple[Any, str], browser: Any, shoot: Any, session: Session, sandbox: Any
 ) -> None:
@@ -106,7 +99,7 @@ def test_wizard_pages_say_what_they_refuse_preview_live_and_name_each_fee(
     session.commit()
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.set_default_timeout(15000)
-    _sign_in(page, url, "wiz@example.com")
+    password_step(page, url, "wiz@example.com")
 
     page.wait_for_url("**/wizard/package")
     main = page.inner_text("main")
