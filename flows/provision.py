@@ -16,7 +16,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.sequence import domains_to_warmup
-from flows.sequence import mirror_failure
+from flows.sequence import mirrored_flow_options
 from tasks.guards import StaleRunError
 from tasks.heyreach import ensure_heyreach_list
 from tasks.pipeline import finish_provisioning
@@ -33,17 +33,10 @@ def run_name() -> str:
     return f"provision-{provision_id}-{student_email(provision_id)}"
 
 
-on_run_failed = mirror_failure("provision_id", mark_provision_failed)
-
-
 @flow(
     name="provision",
     flow_run_name=run_name,
-    persist_result=True,
-    result_serializer="json",
-    on_failure=[on_run_failed],
-    on_crashed=[on_run_failed],
-    on_cancellation=[on_run_failed],
+    **mirrored_flow_options("provision_id", mark_provision_failed),
 )
 def provision(provision_id: int) -> dict[str, Any]:
     """Provision everything a paid order includes, resuming from the first unfinished step."""

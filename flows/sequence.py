@@ -98,3 +98,15 @@ def mirror_failure(parameter: str, record: FailureRecorder) -> FlowHook:
 
     on_run_failed.__doc__ = f"Mirror a failed, crashed or cancelled run into its {parameter}."
     return on_run_failed
+
+
+def mirrored_flow_options(parameter: str, record: FailureRecorder) -> dict[str, Any]:
+    """@flow options of a fulfilment run: JSON results, and every way it ends mirrored."""
+    hook = mirror_failure(parameter, record)
+    return {
+        "persist_result": True,
+        "result_serializer": "json",
+        "on_failure": [hook],
+        "on_crashed": [hook],
+        "on_cancellation": [hook],
+    }

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from core.models import Upgrade
 from core.pipeline import upgrade_step_key
 from flows.sequence import domains_to_warmup
-from flows.sequence import mirror_failure
+from flows.sequence import mirrored_flow_options
 from tasks import runtime
 from tasks.guards import StaleRunError
 from tasks.upgrade import finish_upgrade
@@ -53,17 +53,10 @@ def tag_run(*tags: str) -> None:
         return
 
 
-on_run_failed = mirror_failure("upgrade_id", mark_upgrade_failed)
-
-
 @flow(
     name="upgrade",
     flow_run_name=run_name,
-    persist_result=True,
-    result_serializer="json",
-    on_failure=[on_run_failed],
-    on_crashed=[on_run_failed],
-    on_cancellation=[on_run_failed],
+    **mirrored_flow_options("upgrade_id", mark_upgrade_failed),
 )
 def upgrade(upgrade_id: int) -> dict[str, Any]:
     """Add a paid upgrade's domains and mailboxes, resuming from the first unfinished step."""
