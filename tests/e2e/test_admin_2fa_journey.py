@@ -20,7 +20,6 @@ from core.models import Role
 from core.models import TotpFactor
 from tests.e2e.admin_sign_in import enrol
 from tests.e2e.admin_sign_in import password_step
-from tests.e2e.test_accounts_journey import portal  # noqa: F401  (the fixture: no Prefect)
 from tests.factories import make_user
 from tests.portal.two_factor_support import code_after
 

@@ -7,6 +7,7 @@ tests/flows/test_provision_faults.py: each kind on the PUT, each mailbox updated
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -84,12 +85,19 @@ def listed(pipeline: Pipeline, provision_id: int) -> list[dict[str, Any]]:
     """Every mailbox row of the provision's workspace, as Zapmail lists it."""
     pipeline.session.expire_all()
     workspace = pipeline.session.get(Provision, provision_id).zapmail_workspace_id  # type: ignore[union-attr]
-    body = httpx.get(
-        f"{pipeline.settings.zapmail_base_url}/v2/mailboxes/list",
-        params={"limit": 100},
-        headers={"x-auth-zapmail": "sandbox-zapmail-key", "x-workspace-key": workspace},
-        timeout=10,
-    ).json()
+    # The sandbox enforces Zapmail's rate limits on this read too: wait out a 429 as a client would.
+    for _ in range(20):
+        response = httpx.get(
+            f"{pipeline.settings.zapmail_base_url}/v2/mailboxes/list",
+            params={"limit": 100},
+            headers={"x-auth-zapmail": "sandbox-zapmail-key", "x-workspace-key": workspace},
+            timeout=10,
+        )
+        if response.status_code != 429:
+            break
+        time.sleep(float(response.headers.get("retry-after") or 1))
+    response.raise_for_status()
+    body = response.json()
     return [m for d in body["data"]["domains"] for m in d["mailboxes"]]
 
 
