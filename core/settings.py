@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from typing import Self
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic import SecretStr
@@ -248,6 +249,10 @@ class Settings(BaseSettings):
         if not self.smtp_host:
             # Without a host emails go to the local outbox, which nobody reads in production.
             raise ValueError("APP_SMTP_HOST must be set when APP_ENV=prod")
+        public = urlsplit(self.public_url)
+        if public.scheme != "https" or public.hostname in (None, "localhost", "127.0.0.1", "::1"):
+            # Every email and invitation link is built on it; students must be able to open it.
+            raise ValueError("APP_PUBLIC_URL must be the portal's public https address in prod")
 
     @property
     def is_sqlite(self) -> bool:

@@ -25,13 +25,28 @@ PROD_SECRETS = {
 
 
 def prod(**overrides: object) -> Settings:
-    values = {**PROD_SECRETS, "smtp_host": "smtp.internal", **overrides}
+    values = {
+        **PROD_SECRETS,
+        "smtp_host": "smtp.internal",
+        "public_url": "https://portal.example.com",
+        **overrides,
+    }
     return Settings(env="prod", _env_file=None, **values)
 
 
 def test_prod_refuses_to_send_email_nowhere() -> None:
     with pytest.raises(ValidationError, match="APP_SMTP_HOST"):
         prod(smtp_host=None)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:5000", "https://localhost", "http://portal.example.com", "portal"]
+)
+def test_prod_refuses_a_public_url_students_cannot_open(url: str) -> None:
+    # Emails and invitation links are built on it: a worker left on the default sent students
+    # links to 127.0.0.1.
+    with pytest.raises(ValidationError, match="APP_PUBLIC_URL"):
+        prod(public_url=url)
 
 
 def test_prod_refuses_the_sandbox_zapmail_webhook_secret() -> None:
