@@ -57,7 +57,7 @@ def _row(session: Any, provision_id: int, key: str) -> ProvisioningStep:
         )
     )
     if row is None:
-        row = ProvisioningStep(provision_id=provision_id, step_key=key, position=99)
+        row = ProvisioningStep(provision_id=provision_id, step_key=key, position=99, attempt=0)
         session.add(row)
     return row
 
