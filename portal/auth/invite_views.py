@@ -13,7 +13,6 @@ from flask import flash
 from flask import redirect
 from flask import render_template
 from flask import request
-from flask import session as flask_session
 from flask import url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
@@ -27,10 +26,9 @@ from portal.auth import bp
 from portal.auth.forms import NewPasswordForm
 from portal.auth.invites import invite_email_key
 from portal.auth.policy import password_problem
-from portal.auth.reset_views import MAX_TOKEN_LENGTH
+from portal.auth.reset_views import linked_token
 from portal.auth.sessions import end_session
 from portal.auth.sessions import start_session
-from portal.auth.tokens import find_token
 from portal.auth.tokens import retire_tokens
 from portal.auth.tokens import scrub_link
 from portal.auth.tokens import use_token
@@ -46,15 +44,11 @@ PAGE = "auth/invite.html"
 @bp.route("/invite", methods=["GET", "POST"])
 def accept_invite() -> ResponseReturnValue:
     """Choose a first password with a live invitation link; then signed in, on to the wizard."""
-    token = request.args.get("token")
-    if request.method == "GET" and token:
-        flask_session[INVITE_SESSION_KEY] = token[:MAX_TOKEN_LENGTH]
-        return redirect(url_for("auth.accept_invite"), 303)
+    moved, row, token = linked_token(INVITE_SESSION_KEY, TokenPurpose.INVITE, "auth.accept_invite")
+    if moved is not None:
+        return moved
     db = get_db()
-    token = flask_session.get(INVITE_SESSION_KEY) or ""
-    row = find_token(db, token, TokenPurpose.INVITE) if token else None
     if row is None:
-        flask_session.pop(INVITE_SESSION_KEY, None)
         return render_template(PAGE, form=None), 400
     user = db.get(User, row.user_id)
     assert user is not None  # find_token joined it

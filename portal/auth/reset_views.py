@@ -24,6 +24,7 @@ from core.accounts import revoke_sessions
 from core.crud import get_user_by_email
 from core.crud import normalize_email
 from core.models import Notification
+from core.models import PasswordToken
 from core.models import TokenPurpose
 from core.models import User
 from core.passwords import hash_password
@@ -108,18 +109,33 @@ def _queue_reset_email(db: Session, user: User, ip: str) -> None:
     )
 
 
+def linked_token(
+    session_key: str, purpose: TokenPurpose, endpoint: str
+) -> tuple[ResponseReturnValue | None, PasswordToken | None, str]:
+    """The live token a mailed link carried: a redirect on the link itself, else its row and text.
+
+    The link's token moves into the signed session and the browser goes to the clean URL, so the
+    token leaves the address bar (and any Referer) at once; a missing or dead token gives None.
+    """
+    token = request.args.get("token")
+    if request.method == "GET" and token:
+        flask_session[session_key] = token[:MAX_TOKEN_LENGTH]
+        return redirect(url_for(endpoint), 303), None, ""
+    token = flask_session.get(session_key) or ""
+    row = find_token(get_db(), token, purpose) if token else None
+    if row is None:
+        flask_session.pop(session_key, None)
+    return None, row, token
+
+
 @bp.route("/reset", methods=["GET", "POST"])
 def reset_password() -> ResponseReturnValue:
     """Set a new password with a live reset link; every session of the account ends."""
-    token = request.args.get("token")
-    if request.method == "GET" and token:
-        flask_session[RESET_SESSION_KEY] = token[:MAX_TOKEN_LENGTH]
-        return redirect(url_for("auth.reset_password"), 303)
+    moved, row, token = linked_token(RESET_SESSION_KEY, TokenPurpose.RESET, "auth.reset_password")
+    if moved is not None:
+        return moved
     db = get_db()
-    token = flask_session.get(RESET_SESSION_KEY) or ""
-    row = find_token(db, token, TokenPurpose.RESET) if token else None
     if row is None:
-        flask_session.pop(RESET_SESSION_KEY, None)
         return render_template("auth/reset.html", form=None), 400
     form = NewPasswordForm()
     if request.method == "GET":
