@@ -69,6 +69,14 @@ class UpgradeStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class ReplacementStatus(StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    PROVISIONING = "provisioning"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class StepStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
@@ -116,6 +124,11 @@ class Tier(Base):
     stripe_monthly_price_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     active: Mapped[bool] = mapped_column(default=True)
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    # Burned-domain replacements: this many per 30 days are included, the next cost the fee.
+    replacements_included: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    replacement_fee_cents: Mapped[int] = mapped_column(
+        Integer, default=2900, server_default="2900"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -224,6 +237,10 @@ class Domain(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     # Where Zapmail forwards the domain's web traffic, as last set or read.
     forwarded_to: Mapped[str | None] = mapped_column(String(2048))
+    # An admin judged the domain burned (None: not marked); health can say so on its own too.
+    burned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Replaced by another domain: its mailboxes no longer send and are removed at renewal.
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     provision: Mapped[Provision] = relationship(back_populates="domains")
     mailboxes: Mapped[list[Mailbox]] = relationship(
@@ -791,3 +808,51 @@ class CapacitySnapshot(Base):
     slots_purchased: Mapped[int | None] = mapped_column(Integer)
     slots_free: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class DomainReplacement(Base):
+    """A burned domain swapped for a new one: included or paid, then the replace-domain flow runs.
+
+    One replacement per old domain, ever: a failed one is retried, never requested twice, so a
+    domain can never be paid for or bought twice through this path.
+    """
+
+    __tablename__ = "domain_replacements"
+    __table_args__ = (
+        CheckConstraint(_in("status", ReplacementStatus), name="status"),
+        CheckConstraint("payment IN ('included', 'charged')", name="payment"),
+        Index("ix_domain_replacements_provision_id", "provision_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provision_id: Mapped[int] = mapped_column(ForeignKey("provisions.id", ondelete="CASCADE"))
+    old_domain_id: Mapped[int] = mapped_column(
+        ForeignKey("domains.id", ondelete="CASCADE"), unique=True
+    )
+    # The new domain's row exists from the request on (SELECTED): its name is reserved.
+    new_domain_id: Mapped[int] = mapped_column(
+        ForeignKey("domains.id", ondelete="CASCADE"), unique=True
+    )
+    # Why: "critical_score", "admin" (marked burned) or "admin_request".
+    reason: Mapped[str] = mapped_column(String(32))
+    requested_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(
+        String(20), default=ReplacementStatus.PENDING_PAYMENT.value
+    )
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    # "included" (within the tier's allowance) or "charged" (a one-time Stripe invoice).
+    payment: Mapped[str] = mapped_column(String(16))
+    fee_cents: Mapped[int] = mapped_column(Integer, default=0)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    run_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    provision: Mapped[Provision] = relationship()
+    old_domain: Mapped[Domain] = relationship(foreign_keys=[old_domain_id])
+    new_domain: Mapped[Domain] = relationship(foreign_keys=[new_domain_id])

@@ -123,7 +123,17 @@ _STEPS = (
     ),
 )
 
-STEPS: dict[str, Step] = {step.key: step for step in _STEPS}
+# Only a burned-domain replacement retires a domain (after its successor warms up).
+RETIRE_STEP = Step(
+    "retire_domain",
+    "Retire the old domain",
+    "Its mailboxes stop sending and are removed at renewal, so they stop costing.",
+    30,
+    300,
+    "We could not retire your old domain.",
+)
+
+STEPS: dict[str, Step] = {step.key: step for step in (*_STEPS, RETIRE_STEP)}
 
 # However fast the vendors' clock runs, a step still takes our own calls' time: a rescaled
 # estimate never goes below these (at real speed every step is well above them).
@@ -131,7 +141,7 @@ MIN_TYPICAL_S = 2
 MIN_SLOW_S = 30
 
 # The provisioning run walks every step, in this order.
-PROVISION_STEPS: tuple[str, ...] = tuple(STEPS)
+PROVISION_STEPS: tuple[str, ...] = tuple(step.key for step in _STEPS)
 
 # An upgrade reuses the provision's workspaces: it skips creating them and the lead list.
 UPGRADE_STEPS: tuple[str, ...] = (
@@ -145,6 +155,10 @@ UPGRADE_STEPS: tuple[str, ...] = (
     "warmup",
     "finish",
 )
+
+
+# A replacement walks the upgrade's steps for its one new domain, then retires the old one.
+REPLACEMENT_STEPS: tuple[str, ...] = (*UPGRADE_STEPS[:-1], "retire_domain", "finish")
 
 
 def base_key(key: str) -> str:
@@ -161,6 +175,11 @@ def failure_words(key: str, default: str) -> str:
 def upgrade_step_key(upgrade_id: int, step: str) -> str:
     """Return the mirror key of an upgrade's step (unique next to the provision's own steps)."""
     return f"upgrade-{upgrade_id}:{step}"
+
+
+def replacement_step_key(replacement_id: int, step: str) -> str:
+    """Return the mirror key of a domain replacement's step."""
+    return f"replacement-{replacement_id}:{step}"
 
 
 def durations(key: str, time_scale: float = 1.0) -> tuple[int, int]:
