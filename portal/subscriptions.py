@@ -20,11 +20,14 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core import outbox
+from core import replacements
 from core.cancellation import request_cancellation
 from core.db import utcnow
+from core.models import DomainReplacement
 from core.models import Notification
 from core.models import Provision
 from core.models import ProvisionStatus
+from core.models import ReplacementStatus
 from core.models import Upgrade
 from core.models import UpgradeStatus
 from portal.fulfilment import as_int
@@ -46,6 +49,9 @@ DISPUTE_LOST_REASON = (
     "The payment was disputed and the dispute was lost, so the order was cancelled."
 )
 UPGRADE_DEPLOYMENT = "upgrade/on-demand"
+REPLACEMENT_FEE_FAILED = (
+    "The replacement fee could not be charged; update your card in Billing and try again."
+)
 
 
 def upgrade_key(upgrade_id: int, generation: int = 0) -> str:
@@ -210,6 +216,9 @@ def _provision_for_customer(db: Session, charge: Any) -> Provision | None:
 def invoice_event(db: Session, event_type: str, invoice: Any, created: datetime) -> str:
     """Handle invoice.paid / invoice.payment_failed for upgrades and renewals."""
     meta = metadata_of(invoice)
+    replacement_id = as_int(meta.get("replacement_id"))
+    if meta.get("kind") == "replacement" and replacement_id is not None:
+        return _replacement_invoice(db, event_type, invoice, replacement_id)
     upgrade_id = as_int(meta.get("upgrade_id"))
     if upgrade_id is not None:
         return _upgrade_fee_invoice(db, event_type, invoice, upgrade_id)
@@ -250,6 +259,20 @@ def invoice_event(db: Session, event_type: str, invoice: Any, created: datetime)
     else:
         target = next_status(provision, "active")
     return "recorded" if target is None else _move(db, provision, target)
+
+
+def _replacement_invoice(db: Session, event_type: str, invoice: Any, replacement_id: int) -> str:
+    """A burned-domain replacement's one-time invoice: paid starts its run, at most once."""
+    replacement = db.get(DomainReplacement, replacement_id)
+    if replacement is None or replacement.stripe_invoice_id not in (None, invoice.id):
+        return "unknown_replacement"
+    if id_of(getattr(invoice, "customer", None)) != replacement.provision.stripe_customer_id:
+        return "unknown_replacement"
+    if event_type == "invoice.payment_failed":
+        if replacement.status == ReplacementStatus.PENDING_PAYMENT.value:
+            replacement.status_reason = REPLACEMENT_FEE_FAILED
+        return "replacement_fee_failed"
+    return replacements.mark_paid(db, replacement, invoice.id)
 
 
 def _upgrade_fee_invoice(db: Session, event_type: str, invoice: Any, upgrade_id: int) -> str:

@@ -1,8 +1,9 @@
 """What a Stripe event is about, read from Stripe itself, and what the portal does about it.
 
-A signed event body is only a hint: sessions, charges and disputes are read from Stripe before
-any transaction opens (``read_truth``), and ``dispatch`` acts on that reading inside the
-webhook's transaction.
+A signed event body is only a hint: sessions, subscriptions, invoices, charges and disputes are
+read from Stripe before any transaction opens (``read_truth``), and ``dispatch`` acts on that
+reading inside the webhook's transaction. A body that claims a payment, a cancellation or a
+status Stripe does not report changes nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ HANDLED = frozenset(
         "charge.dispute.closed",
     }
 )
+SUBSCRIPTION_EVENTS = frozenset(
+    {
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    }
+)
+INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
 CHECKOUT_EVENTS = frozenset(
     {
         "checkout.session.completed",
@@ -59,14 +68,18 @@ def has_object_id(event: Any) -> bool:
 def read_truth(event: Any) -> Any:
     """What the event is about, read from Stripe before any transaction; None if Stripe has none.
 
-    Checkout Sessions and charges are acted on only as Stripe reports them now: a signed body
-    could still claim a payment that never happened.
+    Every object is acted on only as Stripe reports it now: a signed body could still claim a
+    payment that never happened, or a status the subscription no longer (or never) had.
     """
     kind = event.type
     obj = event.data.object
     try:
         if kind in CHECKOUT_EVENTS:
             return fulfilment.read_checkout(obj.id)
+        if kind in SUBSCRIPTION_EVENTS:
+            return _retrieve("subscriptions", str(obj.id))
+        if kind in INVOICE_EVENTS:
+            return _retrieve("invoices", str(obj.id))
         if kind == "charge.refunded":
             charge = _read_charge(obj.id)
             if charge is not None and _refunded_by_us_for_an_unfulfilled_order(charge.id):
@@ -113,8 +126,13 @@ def _read_dispute(dispute_id: str) -> _ClosedDispute | None:
 
 
 def _read_charge(charge_id: str) -> Any:
+    return _retrieve("charges", charge_id)
+
+
+def _retrieve(resource: str, object_id: str) -> Any:
+    """The object as Stripe reports it now (``resource`` names the v1 service), None if missing."""
     try:
-        return billing.stripe_client().v1.charges.retrieve(charge_id)
+        return getattr(billing.stripe_client().v1, resource).retrieve(object_id)
     except stripe.InvalidRequestError as exc:
         if exc.code == "resource_missing":
             return None
@@ -123,7 +141,6 @@ def _read_charge(charge_id: str) -> Any:
 
 def dispatch(db: Session, event: Any, truth: Any) -> str:
     kind = event.type
-    obj = event.data.object
     created = fulfilment.event_time(event)
     if kind in CHECKOUT_EVENTS and truth is None:
         return "unknown_session"
@@ -133,14 +150,19 @@ def dispatch(db: Session, event: Any, truth: Any) -> str:
         return fulfilment.payment_failed(db, truth)
     if kind == "checkout.session.expired":
         return fulfilment.checkout_expired(db, truth)
-    if kind in (
-        "customer.subscription.created",
-        "customer.subscription.updated",
-        "customer.subscription.deleted",
-    ):
-        return subscriptions.apply_subscription(db, obj, created)
-    if kind in ("invoice.paid", "invoice.payment_failed"):
-        return subscriptions.invoice_event(db, kind, obj, created)
+    if kind in SUBSCRIPTION_EVENTS:
+        if truth is None:
+            return "unknown_subscription"
+        return subscriptions.apply_subscription(db, truth, created)
+    if kind in INVOICE_EVENTS:
+        if truth is None:
+            return "unknown_invoice"
+        # The event names what happened to the invoice; Stripe's answer says whether it holds.
+        if kind == "invoice.paid" and truth.status != "paid":
+            return f"invoice_not_paid ({truth.status})"
+        if kind == "invoice.payment_failed" and truth.status == "paid":
+            return "invoice_since_paid"
+        return subscriptions.invoice_event(db, kind, truth, created)
     if kind == "charge.refunded":
         if truth is _OUR_ORDER_REFUND:
             return "unfulfilled_order_refund_recorded"

@@ -326,21 +326,6 @@ def test_a_rolled_back_webhook_transaction_leaves_no_outbox_row_and_no_run(
     assert run.idempotency_key == f"checkout:{sid}"
 
 
-def test_subscription_update_before_checkout_is_harmless(client: Any, session: Session) -> None:
-    provision = _pending(session)
-    sub = {
-        "id": "sub_1",
-        "object": "subscription",
-        "status": "active",
-        "metadata": {"provision_id": str(provision.id), "user_id": str(provision.user_id)},
-    }
-    response = post_event(client, event("customer.subscription.updated", sub))
-    assert response.json["outcome"] == "recorded"
-    fresh = _fresh(session, provision)
-    assert fresh.status == "pending_payment"  # only a paid checkout starts anything (M2)
-    assert fresh.subscription_status == "active"
-
-
 def _active(session: Session) -> Provision:
     user = make_user(session, "ann@example.com")
     from core.db import utcnow
@@ -355,66 +340,6 @@ def _active(session: Session) -> Provision:
     )
     session.commit()
     return provision
-
-
-def _sub(status: str) -> dict[str, Any]:
-    return {"id": SUB, "object": "subscription", "status": status, "metadata": {}}
-
-
-def test_subscription_past_due_then_active_again(client: Any, session: Session) -> None:
-    provision = _active(session)
-    now = int(time.time())
-    post_event(client, event("customer.subscription.updated", _sub("past_due"), created=now))
-    assert _fresh(session, provision).status == "past_due"
-    post_event(client, event("customer.subscription.updated", _sub("active"), created=now + 1))
-    fresh = _fresh(session, provision)
-    assert fresh.status == "active"
-    assert fresh.status_reason is None
-
-
-def test_older_subscription_events_are_ignored(client: Any, session: Session) -> None:
-    provision = _active(session)
-    now = int(time.time())
-    post_event(client, event("customer.subscription.updated", _sub("past_due"), created=now))
-    stale = post_event(
-        client, event("customer.subscription.updated", _sub("active"), created=now - 60)
-    )
-    assert stale.json["outcome"] == "stale"
-    assert _fresh(session, provision).status == "past_due"
-
-
-def test_failed_renewal_invoice_moves_to_past_due(client: Any, session: Session) -> None:
-    provision = _active(session)
-    invoice = {
-        "id": "in_1",
-        "object": "invoice",
-        "billing_reason": "subscription_cycle",
-        "metadata": {},
-        "parent": {
-            "type": "subscription_details",
-            "subscription_details": {"subscription": SUB, "metadata": {}},
-        },
-    }
-    post_event(client, event("invoice.payment_failed", invoice))
-    assert _fresh(session, provision).status == "past_due"
-
-
-@pytest.mark.prefect
-def test_subscription_deleted_cancels_and_starts_cleanup(
-    prefect_app: Flask, portal_prefect: str, session: Session
-) -> None:
-    client = prefect_app.test_client()
-    provision = _active(session)
-    before = prefect_support.run_ids(portal_prefect, CANCEL)
-    post_event(client, event("customer.subscription.deleted", _sub("canceled")))
-    post_event(
-        client, event("customer.subscription.deleted", _sub("canceled"))
-    )  # another id, same fact
-    _settled()
-    fresh = _fresh(session, provision)
-    assert fresh.status == "cancelled"
-    assert fresh.cancelled_at is not None
-    assert len(prefect_support.run_ids(portal_prefect, CANCEL) - before) == 1
 
 
 @pytest.mark.prefect
@@ -549,11 +474,13 @@ def test_bank_debit_that_clears_starts_provisioning(
 @pytest.mark.parametrize(
     "event_type,obj",
     [
-        ("customer.subscription.updated", {"id": SUB, "object": "subscription"}),
-        ("customer.subscription.deleted", {"id": SUB, "metadata": {}}),
+        # The handlers read the object from Stripe by its id: only the id must be usable.
+        ("customer.subscription.updated", {"object": "subscription", "status": "canceled"}),
+        ("customer.subscription.deleted", {"id": None, "status": "canceled"}),
         ("invoice.paid", {"id": 5, "billing_reason": "subscription_cycle"}),
+        ("invoice.payment_failed", {"id": ["in_1"], "status": "open"}),
     ],
-    ids=["no-status", "deleted-no-status", "id-not-a-string"],
+    ids=["no-id", "null-id", "id-not-a-string", "id-a-list"],
 )
 def test_signed_event_missing_what_its_handler_needs_is_400_and_writes_nothing(
     client: Any, session: Session, event_type: str, obj: dict[str, Any]
@@ -569,27 +496,6 @@ def test_signed_event_missing_what_its_handler_needs_is_400_and_writes_nothing(
         None,
         None,
     )
-
-
-# --- billing lifecycle (issue 13, item 6) ------------------------------------------------------
-
-
-@pytest.mark.parametrize("status", ["unpaid", "paused"])
-def test_unpaid_or_paused_subscription_starts_the_dunning_clock(
-    client: Any, session: Session, status: str
-) -> None:
-    provision = _active(session)
-    now = int(time.time())
-    post_event(client, event("customer.subscription.updated", _sub(status), created=now))
-    fresh = _fresh(session, provision)
-    assert fresh.status == "past_due"
-    assert fresh.past_due_since is not None and int(fresh.past_due_since.timestamp()) == now
-    # A later unpaid event keeps the clock's start; paying again stops it.
-    post_event(client, event("customer.subscription.updated", _sub(status), created=now + 5))
-    assert int(_fresh(session, provision).past_due_since.timestamp()) == now  # type: ignore[union-attr]
-    post_event(client, event("customer.subscription.updated", _sub("active"), created=now + 9))
-    fresh = _fresh(session, provision)
-    assert (fresh.status, fresh.past_due_since) == ("active", None)
 
 
 def _charge_of(sandbox: Any, sid: str) -> dict[str, Any]:

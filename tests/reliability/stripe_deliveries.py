@@ -290,7 +290,7 @@ def malformed_bodies() -> list[bytes]:
         ("checkout.session.async_payment_failed", {"object": "checkout.session"}),
         ("checkout.session.expired", 42),
         ("customer.subscription.updated", {}),
-        ("invoice.paid", {"id": "in_x", "metadata": "not-a-dict"}),
+        ("invoice.paid", {"id": ["in_x"], "metadata": "not-a-dict"}),
         ("invoice.payment_failed", None),
     ):
         shapes.append(

@@ -137,6 +137,21 @@ def build(state: State, dispatcher: Dispatcher) -> Starlette:
             "invoice": state.render(invoice) if invoice else None,
         }
 
+    async def dunning(request: Request) -> dict[str, Any]:
+        """POST /subscriptions/{id}/dunning {"outcome": unpaid|paused}: Stripe moves the status."""
+        sub = state.find(request.path_params["sub_id"], "subscription")
+        if sub is None:
+            raise ControlError(404, "No such subscription")
+        body = await json_body(request)
+        outcome = body.get("outcome")
+        if outcome not in ("unpaid", "paused"):
+            raise ControlError(400, "outcome must be unpaid or paused")
+        try:
+            subscriptions.dunning_outcome(state, sub, outcome)
+        except ValueError as exc:
+            raise ControlError(409, str(exc)) from None
+        return state.render(sub)
+
     async def fail_next_payment(request: Request) -> dict[str, Any]:
         """POST /fail_next_payment {"customer"?, "count": 1}: decline the next charges."""
         body = await json_body(request, required=False)
@@ -190,6 +205,7 @@ def build(state: State, dispatcher: Dispatcher) -> Starlette:
         ("/checkout/{session_id}/complete", complete, ["POST"]),
         ("/checkout/{session_id}/async_payment", async_payment, ["POST"]),
         ("/subscriptions/{sub_id}/advance", advance, ["POST"]),
+        ("/subscriptions/{sub_id}/dunning", dunning, ["POST"]),
         ("/fail_next_payment", fail_next_payment, ["POST"]),
         ("/settings", settings, ["GET", "POST"]),
         ("/charges/{charge_id}/dispute", dispute, ["POST"]),

@@ -199,6 +199,18 @@ def on_invoice(state: State, invoice: dict[str, Any], paid: bool) -> None:
         state.emit("customer.subscription.updated", sub, before)
 
 
+def dunning_outcome(state: State, sub: dict[str, Any], outcome: str) -> None:
+    """Stripe's own status moves: retries exhausted (unpaid), trial over without a card (paused)."""
+    if sub["status"] in ENDED:
+        raise ValueError(f"the subscription is {sub['status']}")
+    if outcome == "unpaid" and sub["status"] != "past_due":
+        raise ValueError("only a past_due subscription becomes unpaid when retries run out")
+    before = state.snapshot(sub)
+    sub["status"] = outcome
+    if state.snapshot(sub) != before:
+        state.emit("customer.subscription.updated", sub, before)
+
+
 def _open_invoices(state: State, sub: dict[str, Any]) -> list[dict[str, Any]]:
     def mine(inv: dict[str, Any]) -> bool:
         details = (inv["parent"] or {}).get("subscription_details") or {}
