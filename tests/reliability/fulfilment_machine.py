@@ -2,10 +2,11 @@
 
 Students order through the wizard, change their order and pay again, pay old sessions and pay
 twice; Stripe's events arrive late, twice or out of order; a correctly signed but forged event
-claims a payment; orders are cancelled, renewals fail, subscriptions are deleted; the outbox is
-drained at any point. After every step: nothing is started for an order that is not paid, at
-most one start per order, what is started is exactly the paid snapshot, and a cancelled order
-stays cancelled. At the end every event is delivered and every effect performed; then every
+claims a payment, or a cancellation or recovery of a real subscription; orders are cancelled,
+renewals fail, subscriptions are deleted; the outbox is drained at any point. After every step:
+nothing is started for an order that is not paid, at most one start per order, what is started
+is exactly the paid snapshot, a cancelled order stays cancelled, and an order is cancelled only
+by us or because Stripe ended its subscription. At the end every event is delivered and every effect performed; then every
 paid checkout has either exactly one start or a refund, and nothing bills at Stripe for an order
 that is cancelled or refunded.
 """
@@ -40,6 +41,8 @@ BILLING = {"active", "past_due", "unpaid", "trialing", "paused"}
 INDEX = st.integers(0, 50)
 TIERS = st.sampled_from(["starter", "growth"])
 METHODS = st.sampled_from(["card", "card", "card", "bank_debit"])
+FORGED = st.sampled_from(["canceled", "incomplete_expired", "unpaid", "active"])
+ENDED = {"canceled", "incomplete_expired"}
 
 
 class FulfilmentMachine(RuleBasedStateMachine):
@@ -200,6 +203,35 @@ class FulfilmentMachine(RuleBasedStateMachine):
         }
         self.world.post_event(event)
 
+    @rule(student=students, kind=st.sampled_from(["deleted", "updated"]), status=FORGED)
+    def forged_subscription_event(self, student: Student, kind: str, status: str) -> None:
+        """A correctly signed body claims the student's real subscription ended or changed."""
+        provision_id = self.world.provision_of(student)
+        subscription = next(
+            (p.stripe_subscription_id for p in self.world.provisions() if p.id == provision_id),
+            None,
+        )
+        if not subscription:
+            return
+        self._step("forged_subscription")
+        obj = {
+            "id": subscription,
+            "object": "subscription",
+            "status": status,
+            "metadata": {"provision_id": str(provision_id), "user_id": str(student.user_id)},
+        }
+        self.world.post_event(
+            {
+                "id": f"evt_forged{uuid.uuid4().hex[:20]}",
+                "object": "event",
+                "api_version": "2026-10-28.endive",
+                "created": int(time.time()) + 1,
+                "type": f"customer.subscription.{kind}",
+                "livemode": False,
+                "data": {"object": obj},
+            }
+        )
+
     @rule(student=students)
     def cancel_order(self, student: Student) -> None:
         """The order is cancelled (student, admin or dunning: core.cancellation)."""
@@ -272,6 +304,20 @@ class FulfilmentMachine(RuleBasedStateMachine):
         for pid in self.cancelled:
             assert statuses.get(pid) == ProvisionStatus.CANCELLED.value, (
                 f"provision {pid} left cancelled: {statuses.get(pid)}"
+            )
+
+    @invariant()
+    def cancelled_only_by_us_or_by_stripe(self) -> None:
+        """An order we did not cancel is cancelled only if Stripe ended its subscription."""
+        for provision in self.world.provisions():
+            if (
+                provision.status != ProvisionStatus.CANCELLED.value
+                or provision.id in self.cancelled
+            ):
+                continue
+            status = self.world.subscription_status(provision.stripe_subscription_id)
+            assert status in ENDED, (
+                f"provision {provision.id} cancelled while Stripe has its subscription {status}"
             )
 
     # --- the end ----------------------------------------------------------------------------
