@@ -37,9 +37,10 @@ from core.models import Provision
 from core.models import ProvisioningStep
 from flows.sweep_waiting import sweep_waiting
 from tests.flows.conftest import Pipeline
-from tests.flows.test_provision_db_drop import CELLS
+from tests.flows.test_provision_db_drop import CELLS as DB_DROP_CELLS
 from tests.flows.test_provision_faults import assert_paid_once_and_active
 from tests.flows.test_provision_faults import log_outcome
+from tests.flows.test_provision_faults import with_website
 from tests.flows.test_provision_worker import drive
 from tests.flows.test_provision_worker import settled_state
 from tests.flows.test_provision_worker import start
@@ -56,8 +57,12 @@ log = logging.getLogger(__name__)
 MOMENTS = {"before_vendor": "timeout", "after_vendor": "drop_response"}
 # Longer than any cell needs: the hold ends when the killed process's socket closes.
 HOLD_S = 120.0
-# The purchase after the charge is test_provision_worker's cell; this slice adds a mailbox one.
-SLICE = {("mailboxes", "after_vendor")}
+# Forwarding runs only for a student who gave a website (the cell gives one).
+FORWARDING = ("forwarding", "zapmail", "POST", "/v2/domains/forwarding")
+CELLS = (*DB_DROP_CELLS, FORWARDING)
+# The purchase after the charge is test_provision_worker's cell; this slice adds a mailbox one
+# and forwarding's (set at Zapmail, answer lost with the process).
+SLICE = {("mailboxes", "after_vendor"), ("forwarding", "after_vendor")}
 SELECTED = [
     (cell, moment)
     for cell in CELLS
@@ -142,6 +147,7 @@ ACTED: dict[str, Callable[[dict[str, Any], int, str], bool]] = {
         a["warmup_status"] == "ACTIVE" for a in s["plusvibe"]["accounts"]
     ),
     "heyreach_list": lambda s, _p, _e: bool(s["heyreach"]["lists"]),
+    "forwarding": lambda s, _p, _e: s["ledger"]["domain_forwarding_set"] > 0,
 }
 
 
@@ -268,6 +274,8 @@ def test_run_process_killed_mid_step_recovers_after_one_retry(
     step, vendor, method, path = cell
     email = f"kill-{step.replace('_', '')}-{moment.split('_')[0]}@student.test"
     provision_id = pipeline.paid_provision(email=email)
+    if step == "forwarding":
+        with_website(pipeline, provision_id)
     fault = pipeline.sandbox.add_fault(
         vendor=vendor, method=method, path=path, kind=MOMENTS[moment], hold_s=HOLD_S, times=1
     )
