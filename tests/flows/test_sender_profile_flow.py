@@ -37,6 +37,8 @@ KINDS: dict[str, dict[str, Any]] = {
     "5xx": {"kind": "status", "status": 503, "times": 1},
     "timeout": {"kind": "timeout", "hold_s": 1.5, "times": 1},
     "429 storm": {"kind": "rate_limit", "retry_after": 0.2, "times": 4},
+    # Performed, the answer never arrives (the call times out): confirmed by listing.
+    "response lost": {"kind": "drop_response", "hold_s": 1.5, "times": 1},
     # Performed, then an answer that proves nothing: found by listing, never sent again.
     "after 500": {"kind": "after_effect", "status": 500, "times": 1},
     "after 200 garbage": {
@@ -54,6 +56,7 @@ CALLS = {
     "5xx": (3, 2),
     "timeout": (3, 2),
     "429 storm": (1, 5),
+    "response lost": (2, 1),
     "after 500": (2, 1),
     "after 200 garbage": (2, 1),
 }
