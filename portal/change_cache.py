@@ -4,6 +4,9 @@ An entry is written with the :class:`~portal.change_listener.Mark` taken before 
 read back only while no notice of its kind about its user has been heard since (see
 portal/change_listener.py). With no listener (SQLite, or ``CHANGE_FEED`` off) every lookup misses
 and every mark is None, so callers simply read the DB.
+
+The read must see the database as of after its mark: true under READ COMMITTED (PostgreSQL's
+default, which the app keeps), where every statement takes a fresh snapshot.
 """
 
 from __future__ import annotations
