@@ -13,6 +13,11 @@ the warm-up nearly every poll is a 304, as for a page left open between step cha
 report those as ``not_modified``. ``--unconditional`` polls without If-None-Match (every answer a
 full 200 document), the cost of a page that has no tag yet or of a step that just changed.
 
+The app DB is PostgreSQL, so each portal worker runs its change listener (portal/change_listener.py):
+once a worker has read a student's tag and session, that student's unchanged 304s read nothing
+from the database until a notice says otherwise (each worker reads each student once, during the
+warm-up or the first phases).
+
 Usage: python bench/portal_load.py [--students 200] [--duration-s 10] [--unconditional].
 Last line: RESULT progress_p99_ms=... progress_rps=... dashboard_p99_ms=... trivial_rps=... .
 """

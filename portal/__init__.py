@@ -45,11 +45,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "CHECKOUT_MAX_CHECK_AGE_S": 24 * 3600,
     # Dashboard refresh: at most one refresh-dashboard run per student per window.
     "REFRESH_COOLDOWN_S": 600,
+    # On PostgreSQL, hear the DB's change notices so unchanged progress polls read nothing
+    # (portal/change_listener.py); off, or on SQLite, every poll reads the DB.
+    "CHANGE_FEED": True,
 }
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Build the portal for ``settings`` (default: the environment); overrides win over config."""
+    from portal import change_cache
     from portal import db
     from portal import errors
     from portal import extensions
@@ -90,6 +94,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)  # type: ignore[method-assign]
 
     db.init_app(app, settings)
+    # PostgreSQL: this process's change listener, so an unchanged progress poll reads nothing.
+    change_cache.init_app(app, settings)
     extensions.init_app(app)
     security.init_app(app)
     errors.init_app(app)

@@ -99,6 +99,11 @@ _CODE_VERSION = hashlib.blake2b(
 ).digest()
 
 
+def code_version() -> bytes:
+    """What of this release every version covers (its wording, shapes and step registry)."""
+    return _CODE_VERSION
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A student's provision and step rows as read in one query, with their version tag."""

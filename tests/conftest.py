@@ -6,6 +6,7 @@ test whose database cannot be reached fails; elsewhere it is skipped with the re
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +33,10 @@ hypothesis_settings.load_profile("project")
 
 
 def pytest_sessionfinish() -> None:
-    """Drop the per-session test databases."""
+    """Stop the portal's change listeners, then drop the per-session test databases."""
+    change_listener = sys.modules.get("portal.change_listener")
+    if change_listener is not None:
+        change_listener.stop_all()
     drop_created_databases()
 
 

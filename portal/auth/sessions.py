@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import bindparam
@@ -17,6 +18,7 @@ from sqlalchemy import delete
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from core.accounts import new_token
@@ -26,6 +28,7 @@ from core.db import utcnow
 from core.models import Role
 from core.models import User
 from core.models import UserSession
+from portal.auth import session_cache
 from portal.db import database
 from portal.db import get_db
 from portal.extensions import PortalUser
@@ -89,6 +92,14 @@ def load_session_user(token: str) -> PortalUser | None:
     if not token:
         return None
     sid = token_hash(token)
+    cache = session_cache.for_request()
+    mark = None
+    if cache is not None:
+        row = cache.get(sid)
+        # A kept row still obeys the lifetimes; one due for its touch is read (and touched) again.
+        if row is not None and _usable(row, utcnow()):
+            return PortalUser(row.id, row.email, row.name, row.role, session_token=token)
+        mark = cache.mark()
     row = get_db().connection().execute(SESSION_QUERY, {"sid": sid}).first()
     if row is None:
         return None
@@ -99,7 +110,16 @@ def load_session_user(token: str) -> PortalUser | None:
         return None
     if now - row.last_seen_at >= TOUCH_EVERY:
         _write(sid, last_seen_at=now)
+    elif cache is not None:
+        cache.put(sid, row.id, row, mark)
     return PortalUser(row.id, row.email, row.name, row.role, session_token=token)
+
+
+def _usable(row: Row[Any], now: datetime) -> bool:
+    return (
+        _lifetime_over(row.created_at, row.last_seen_at, now) is None
+        and now - row.last_seen_at < TOUCH_EVERY
+    )
 
 
 def _lifetime_over(created_at: datetime, last_seen_at: datetime, now: datetime) -> str | None:
