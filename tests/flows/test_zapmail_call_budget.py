@@ -111,7 +111,7 @@ def test_a_fault_free_provision_spends_at_most_12_zapmail_calls(
 
     bill = zapmail_bill(pipeline, provision_id)
     text = report(scenario, bill)
-    print(text)
+    print(text)  # noqa: T201 - the breakdown is the report (pytest -s shows it)
     spent = sum(bill["mutating"].values()) + sum(bill["listing"].values())
     assert spent <= BUDGET, text
     # What the scenario is about was really spent (the test measures the case it names).
