@@ -4,8 +4,10 @@
 is what is in force. The provisioning step and the dashboard's on-demand run both reconcile the
 two under the provision's lock: list the workspace once, set forwarding in one call for the
 domains that differ, remove it (one call per domain, the documented body) where no website is
-wanted. Looking first makes a retry after a lost answer change nothing. Without a website the
-provisioning step makes no call at all. ``Domain.forwarded_to`` mirrors what Zapmail holds.
+wanted. Looking first makes a retry after a lost answer change nothing; the provisioning step's
+first attempt, on domains just bought, has nothing to look at and sets them all in one call.
+Without a website the provisioning step makes no call at all. ``Domain.forwarded_to`` mirrors
+what Zapmail holds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from core.forwarding import website_or_none
 from core.models import Domain
 from core.models import Provision
 from core.models import PurchaseState
+from tasks import attempts
 from tasks import guards
 from tasks import records
 from tasks import runtime
@@ -44,7 +47,11 @@ def set_forwarding(provision_id: int, domains: list[str], step_key: str = "forwa
         if target is None:
             details["skipped"] = "no website given"
             return {"forward_to": None, "set": [], "removed": []}
-        result = reconcile(provision_id, domains, target)
+        # A first attempt comes right after the domains' wait: they are new and forward nowhere,
+        # so there is nothing to look at; a later attempt may follow a lost answer, and looks.
+        result = reconcile(
+            provision_id, domains, target, look=attempts.tried_before(provision_id, step_key)
+        )
         details.update(result)
         return result
 
@@ -84,26 +91,38 @@ def wanted_target(provision_id: int) -> str | None:
         return website_or_none(provision.forward_to, names)
 
 
-def reconcile(provision_id: int, names: list[str], target: str | None) -> Result:
-    """Make Zapmail forward the named live domains to ``target`` (``None``: forward nowhere)."""
+def reconcile(
+    provision_id: int, names: list[str], target: str | None, *, look: bool = True
+) -> Result:
+    """Make Zapmail forward the named live domains to ``target`` (``None``: forward nowhere).
+
+    ``look=False`` (a first attempt on domains just bought) trusts the app DB instead of a
+    listing: the live domains are those the domains' wait saw ACTIVE, forwarding nowhere yet.
+    """
     with runtime.db() as session:
         provision = session.get(Provision, provision_id)
         workspace = provision.zapmail_workspace_id if provision else None
-        ours = {
-            row.zapmail_domain_id: row.name
+        rows = [
+            row
             for row in session.scalars(
                 select(Domain).where(Domain.provision_id == provision_id, Domain.name.in_(names))
             )
             if row.zapmail_domain_id
-        }
+        ]
+        ours = {row.zapmail_domain_id: row.name for row in rows}
+        active = [row.zapmail_domain_id for row in rows if (row.status or "").upper() == ACTIVE]
     if not workspace or not ours:
         return {"forward_to": target, "set": [], "removed": []}
     client = runtime.zapmail().for_workspace(workspace)
-    remote = {
-        d.id: website_or_none(d.forward_to, ())
-        for d in client.iter_domains()
-        if d.id in ours and (d.status or "").upper() == ACTIVE
-    }
+    remote: dict[str, str | None]
+    if look:
+        remote = {
+            d.id: website_or_none(d.forward_to, ())
+            for d in client.iter_domains()
+            if d.id in ours and (d.status or "").upper() == ACTIVE
+        }
+    else:
+        remote = dict.fromkeys(active)
     if target is not None:
         to_set = sorted(zid for zid, now in remote.items() if now != target)
         if to_set:

@@ -91,6 +91,7 @@ def buy_domains(provision_id: int, names: Sequence[str], details: dict[str, Any]
         fresh.clear()  # an answer allows one buy call at most
         _reserve(provision_id, client, prices)
         details.setdefault("buy_calls", []).append(sorted(todo))
+        invoice: PurchaseResult | None = None
         try:
             result = client.buy_domains(todo)
         except Exception as exc:
@@ -105,9 +106,11 @@ def buy_domains(provision_id: int, names: Sequence[str], details: dict[str, Any]
         else:
             ledger.answered(provision_id, todo, AttemptOutcome.ACCEPTED, _describe(result))
             if result.short:
-                _stop_on_invoice(provision_id, client, names, todo, result)
-        # Whatever the answer said, the workspace is the truth.
-        _reconcile(provision_id, client, names)
+                invoice = result
+        # Whatever the answer said, the workspace is the truth (one listing serves both).
+        found = _reconcile(provision_id, client, names)
+        if invoice is not None:
+            _stop_on_invoice(provision_id, found, todo, invoice)
         fresh.update(
             _settle(
                 provision_id, client, ledger.in_state(provision_id, names, PurchaseState.INTENT)
@@ -138,14 +141,12 @@ def _describe(result: PurchaseResult) -> str:
 
 
 def _stop_on_invoice(
-    provision_id: int,
-    client: ZapmailClient,
-    names: Sequence[str],
-    todo: Sequence[str],
-    result: PurchaseResult,
+    provision_id: int, found: set[str], todo: Sequence[str], result: PurchaseResult
 ) -> None:
-    """Zapmail invoiced instead of paying from the wallet: prove nothing registered, then stop."""
-    found = _reconcile(provision_id, client, names)
+    """Zapmail invoiced instead of paying from the wallet: prove nothing registered, then stop.
+
+    ``found`` is what the listing right after the answer found in the workspace.
+    """
     absent = [name for name in todo if name not in found]
     # Nothing registers until the invoice is paid, and nobody pays it: listed absent now means
     # not bought (the order is dropped after ~5 minutes, zapmail.md 7.4).
