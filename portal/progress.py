@@ -60,6 +60,7 @@ REMEDY_WORDS = {
     "another_domain": "One of your domains could not be bought. Your instructor will help you pick another one; nothing else is lost.",
     "refund": "We could not finish your setup, so we will refund you. You do not need to do anything.",
     "capacity": "We are adding mailbox capacity at our provider; your setup continues from the mailboxes once it is there. Nothing is lost.",
+    "wallet": "We are topping up our domain registrar account; your setup continues from the domain purchase once it is done. Nothing has been bought or charged yet.",
 }
 
 

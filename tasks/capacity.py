@@ -3,8 +3,9 @@
 The scheduled snapshot makes two Zapmail reads (wallet balance, mailbox slot counters) and stores
 them, so the admin home never calls Zapmail. When the reading does not cover the paid orders (or
 those plus pending checkouts and the next cohort) the admins get one email a day per distinct
-shortage. A provisioning run that stops for mailbox slots tells the admins at once, with the
-numbers and what every waiting order needs (:func:`alert_capacity_stop`).
+shortage. A provisioning run that stops for mailbox slots or for the wallet tells the admins at
+once, with the numbers and what every waiting order needs (:func:`alert_capacity_stop`,
+:func:`alert_wallet_stop`).
 """
 
 from __future__ import annotations
@@ -112,6 +113,52 @@ def _queue_capacity_stop(
                 f"{'unknown' if wallet is None else format_money(wallet)}.\n\n"
                 f"Buy at least {max(gap, 1)} add-on mailbox slots (wallet), then retry the run "
                 "from its admin page: it resumes at the mailboxes."
+            ),
+        )
+    notifications.deliver_quietly(keys)
+
+
+def alert_wallet_stop(
+    provision_id: int, *, balance_cents: int | None, reserved_cents: int, needed_cents: int
+) -> None:
+    """Email the admins now: a run stopped before buying because the wallet is short.
+
+    Never raises: the run's own failure (and its email) must not be lost to this one.
+    """
+    try:
+        _queue_wallet_stop(
+            provision_id,
+            balance_cents=balance_cents,
+            reserved_cents=reserved_cents,
+            needed_cents=needed_cents,
+        )
+    except Exception as exc:  # noqa: BLE001 - the failure email of the run still goes out
+        get_logger("tasks.capacity").warning("wallet alert not queued: %s", exc)
+
+
+def _queue_wallet_stop(
+    provision_id: int, *, balance_cents: int | None, reserved_cents: int, needed_cents: int
+) -> None:
+    with runtime.db() as session:
+        provision = session.get(Provision, provision_id)
+        if provision is None:
+            return
+        waiting = assess(session).paid
+        balance = "unknown" if balance_cents is None else format_money(balance_cents)
+        # Enough for this run and every purchase in flight; the other paid orders are listed.
+        gap = max(needed_cents + reserved_cents - (balance_cents or 0), 1)
+        keys = notifications.queue_for_admins(
+            session,
+            key=f"wallet-stop:{provision_id}:{provision.run_epoch}",
+            subject=f"[outbound] Provisioning stopped: the Zapmail wallet holds {balance}",
+            body=(
+                f"Provision {provision_id} ({provision.user.email}) stopped before buying its "
+                f"domains; nothing was bought or charged.\nZapmail wallet: {balance}; reserved "
+                f"by purchases in flight: {format_money(reserved_cents)}; this run needs "
+                f"{format_money(needed_cents)}.\nAll paid orders waiting to be set up need "
+                f"{format_money(waiting.cents)} for {waiting.domains} domains.\n\n"
+                f"Top the wallet up by at least {format_money(gap)}, then retry the run from "
+                "its admin page: it resumes at the domain purchase."
             ),
         )
     notifications.deliver_quietly(keys)

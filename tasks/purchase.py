@@ -45,6 +45,7 @@ from core.models import Provision
 from core.models import ProvisionStatus
 from core.models import PurchaseAttempt
 from core.models import PurchaseState
+from tasks import capacity
 from tasks import purchase_ledger as ledger
 from tasks import runtime
 from tasks.errors import PipelineError
@@ -57,6 +58,8 @@ SETTLE_POLL_S = 10.0
 # Buy rounds per attempt: a round only repeats for names proven not bought after settling.
 MAX_ROUNDS = 3
 _ANSWER_CHARS = 300
+# The operator tops the wallet up and retries; the student is never refunded for our wallet.
+WALLET_REMEDY = "wallet"
 WALLET_SHORT_MESSAGE = (
     "We are topping up our domain registrar account before buying your domains. "
     "Nothing has been bought or charged yet; our team has been alerted."
@@ -153,11 +156,25 @@ def _stop_on_invoice(
     ledger.resolve_not_bought(provision_id, absent)
     if not absent:
         return
+    with runtime.db() as session:
+        # One price per name (a name tried twice has two attempt rows at the same price).
+        prices = dict(
+            session.execute(
+                select(PurchaseAttempt.domain_name, PurchaseAttempt.price_cents).where(
+                    PurchaseAttempt.provision_id == provision_id,
+                    PurchaseAttempt.domain_name.in_(absent),
+                )
+            ).all()
+        )
+    # Zapmail's invoice says the wallet could not cover the buy; its balance is read again later.
+    capacity.alert_wallet_stop(
+        provision_id, balance_cents=None, reserved_cents=0, needed_cents=sum(prices.values())
+    )
     raise ProvisioningBlockedError(
         f"Zapmail wallet short: the buy of {absent} was answered with an invoice for the "
         f"remaining amount ({result.message!r}); nothing was registered",
         student_message=WALLET_SHORT_MESSAGE,
-        remedy="refund",
+        remedy=WALLET_REMEDY,
     )
 
 
@@ -362,10 +379,16 @@ def _reserve(provision_id: int, client: ZapmailClient, prices: dict[str, int]) -
                 f"({len(prices)} domains)"
             )
             if cents is None or cents < needed:
-                # Short on its own: waiting for others would not help.
+                # Short on its own: waiting for others would not help. The operator tops up.
+                capacity.alert_wallet_stop(
+                    provision_id,
+                    balance_cents=cents,
+                    reserved_cents=int(reserved or 0),
+                    needed_cents=needed,
+                )
                 raise ProvisioningBlockedError(
                     f"{detail}: the wallet is short", student_message=WALLET_SHORT_MESSAGE,
-                    remedy="refund",
+                    remedy=WALLET_REMEDY,
                 )  # fmt: skip
             if cents - reserved < needed:
                 raise WalletBusyError(f"{detail}: waiting for the purchases in flight")

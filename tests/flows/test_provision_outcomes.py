@@ -8,14 +8,18 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter
 from prefect.client.schemas.filters import ArtifactFilterKey
+from sqlalchemy import select
 from sqlalchemy import update
 
 from core.crypto import SecretBox
 from core.db import utcnow
 from core.models import DomainCheck
+from core.models import Notification
 from core.models import Provision
 from core.models import ProvisioningStep
+from core.models import Role
 from flows.provision import provision
+from tests.factories import make_user
 from tests.flows.conftest import Pipeline
 
 pytestmark = pytest.mark.prefect
@@ -54,6 +58,8 @@ def test_a_domain_taken_before_purchase_stops_before_spending(pipeline: Pipeline
 def test_a_short_wallet_stops_before_spending_and_a_retry_after_top_up_succeeds(
     pipeline: Pipeline,
 ) -> None:
+    make_user(pipeline.session, "ops@bootcamp.test", role=Role.ADMIN)
+    pipeline.session.commit()
     provision_id = pipeline.paid_provision()
     pipeline.sandbox.control("POST", "/zapmail/wallet", json={"balance": 5.0})
 
@@ -63,7 +69,16 @@ def test_a_short_wallet_stops_before_spending_and_a_retry_after_top_up_succeeds(
     assert pipeline.sandbox.ledger(kind="domain_purchase") == []
     pipeline.session.expire_all()
     row = pipeline.session.get(Provision, provision_id)
-    assert (row.status, row.remedy) == ("failed", "refund")
+    # The operator tops up (never a refund for our own wallet), told at once with the numbers.
+    assert (row.status, row.remedy) == ("failed", "wallet")
+    (alert,) = pipeline.session.scalars(
+        select(Notification).where(Notification.key.like(f"wallet-stop:{provision_id}:%"))
+    ).all()
+    assert alert.recipient == "ops@bootcamp.test" and alert.sent_at is not None
+    assert "Zapmail wallet: $5; reserved by purchases in flight: $0; this run needs $38.97" in (
+        alert.body
+    )
+    assert "Top the wallet up by at least $33.97" in alert.body
     assert (
         "Nothing has been bought" in step_row(pipeline, provision_id, "buy_domains").error_message
     )

@@ -274,7 +274,7 @@ def test_a_short_wallet_invoice_stops_for_good_with_nothing_charged(money: Money
     with pytest.raises(ProvisioningBlockedError) as info:
         money.buy(provision_id, names)
 
-    assert "invoice" in str(info.value).lower() and info.value.remedy == "refund"
+    assert "invoice" in str(info.value).lower() and info.value.remedy == "wallet"
     assert "Nothing has been bought or charged" in info.value.student_message
     assert money.charges() == Counter()
     assert set(money.states(provision_id).values()) == {"selected"}
