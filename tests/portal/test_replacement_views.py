@@ -19,6 +19,9 @@ from core.models import Provision
 from core.models import ProvisioningStep
 from core.pipeline import REPLACEMENT_STEPS
 from core.pipeline import replacement_step_key
+from portal import insights
+from tests.factories import MailboxFactory
+from tests.factories import add_snapshots
 from tests.factories import make_provision
 from tests.factories import make_user
 from tests.portal.helpers import signed_in
@@ -240,3 +243,63 @@ def test_another_students_domain_and_replacement_answer_404(app: Flask, session:
         assert response.status_code == 404, (method, url)
         assert name not in response.get_data(as_text=True)
     assert len(_rows(session)) == 1
+
+
+def test_a_finished_replacement_reads_replaced_by_and_the_new_mailboxes_warm_up_from_their_run(
+    app: Flask, session: Session
+) -> None:
+    client, provision = _student(app, session)
+    provision.activated_at = utcnow() - timedelta(days=40)
+    add_snapshots(session, provision, days=40)
+    old = first_domain(session, provision)
+    new = Domain(
+        provision_id=provision.id,
+        name=free_name("warmswap"),
+        purchase_state="purchased",
+        status="ACTIVE",
+        dmarc_email="dmarc@example.com",
+    )
+    session.add(new)
+    session.flush()
+    for username in ("tim", "tim.keen"):
+        MailboxFactory(session=session, domain=new, username=username)
+    row = DomainReplacement(
+        provision_id=provision.id,
+        old_domain_id=old.id,
+        new_domain_id=new.id,
+        reason="critical_score",
+        payment="included",
+        status="completed",
+        paid_at=utcnow() - timedelta(hours=2),
+        completed_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    old.retired_at = utcnow()
+    switched_on = utcnow() - timedelta(hours=1)
+    session.add(
+        ProvisioningStep(
+            provision_id=provision.id,
+            step_key=replacement_step_key(row.id, "warmup"),
+            status="completed",
+            attempt=1,
+            started_at=switched_on,
+            finished_at=switched_on,
+        )
+    )
+    session.commit()
+
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert f"Replaced by {new.name}" in page and f"Replaces {old.name}" in page
+    assert page.count("No longer sending") == 2
+    assert "This mailbox no longer sends; it is removed at its renewal." in page
+    # The new mailboxes warm up from the replacement's run, not from the order's first warmup.
+    assert "Warming up: 14 days left." in page
+    assert "Waiting for the first health score." not in page
+    progress = client.get(f"/dashboard/replacements/{row.id}").get_data(as_text=True)
+    assert 'data-status="completed"' in progress and "the old one is retired" in progress
+
+    # The retired domain's mailboxes count nowhere: 4 live old ones and the 2 new ones.
+    loaded = insights.load_provision(session, provision.user_id)
+    assert loaded is not None
+    assert len(insights.dashboard(loaded)["mailboxes"]) == 6
