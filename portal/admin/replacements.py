@@ -39,12 +39,14 @@ from portal.admin.forms import ConfirmForm
 from portal.admin.forms import ReplaceDomainForm
 from portal.db import get_db
 from portal.extensions import admin_required
-from portal.replacement_support import BURNED_WORDS
 from portal.replacement_support import allowance_words
 from portal.replacement_support import availability_problem
 from portal.replacement_support import price_of
 from portal.replacement_support import tell_student_of_admin_request
 from portal.security import audit
+
+# Why a domain counts as burned (core.replacements.burned_reason), in an admin's words.
+BURNED_WORDS = {"admin": "Marked burned by an admin", "critical_score": "Critical health score"}
 
 
 @dataclass
