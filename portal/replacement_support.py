@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
+from core.health import MIN_WARMUP_DAYS
 from core.models import DomainReplacement
 from core.models import Notification
 from core.pricing import format_money
@@ -88,7 +89,7 @@ def tell_student_of_admin_request(db: Session, replacement: DomainReplacement) -
                 f"Hello {provision.user.name or provision.user.email},\n\n"
                 f"Your instructor asked to replace your domain {old} with {new}. We buy {new} "
                 f"and create the same mailboxes on it; their warmup starts again, so send no "
-                f"cold email from them for the first two weeks. The mailboxes of {old} stop "
+                f"cold email from them for the first {MIN_WARMUP_DAYS} days. The mailboxes of {old} stop "
                 "sending and are removed at their renewal.\n\n"
                 f"{money}{link}\n"
             ),

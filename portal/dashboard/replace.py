@@ -30,6 +30,7 @@ from core.models import Domain
 from core.models import DomainReplacement
 from core.models import Provision
 from core.models import ReplacementStatus
+from core.replacements import REPLACEABLE_PROVISION
 from core.replacements import ReplacementRefusedError
 from core.replacements import allowance
 from core.replacements import burned_reason
@@ -230,6 +231,10 @@ def pay_replacement(replacement_id: int) -> ResponseReturnValue:
         or replacement.payment != "charged"
     ):
         flash("This replacement has nothing left to pay.", "info")
+        return _progress(replacement)
+    if replacement.provision.status not in REPLACEABLE_PROVISION:
+        # Never charge for a replacement the order can no longer receive (cancelled, past due).
+        flash("A replacement can be paid only while your account is active.", "error")
         return _progress(replacement)
     return _pay(replacement, replacement.provision)
 

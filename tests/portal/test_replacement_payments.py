@@ -127,6 +127,18 @@ def test_a_declined_card_leaves_it_pending_with_the_reason_and_a_retry(
     # Nothing is bought for an unpaid replacement: its domain has no card yet.
     assert f'<h3 title="{name}">' not in dashboard
 
+    # Not while the account is past due: nothing is charged for an order that may not receive it.
+    provision.status = "past_due"
+    session.commit()
+    refused = client.post(f"/dashboard/replacements/{row.id}/pay", follow_redirects=True)
+    assert "A replacement can be paid only while your account is active." in refused.get_data(
+        as_text=True
+    )
+    invoice = _stripe(portal_sandbox, f"invoices/{row.stripe_invoice_id}")
+    assert (invoice["status"], invoice["amount_paid"]) == ("open", 0)
+    provision.status = "active"
+    session.commit()
+
     retried = client.post(f"/dashboard/replacements/{row.id}/pay", follow_redirects=True)
     assert "Paid: your new domain is being set up." in retried.get_data(as_text=True)
     row = _row(session)

@@ -293,6 +293,8 @@ def test_a_finished_replacement_reads_replaced_by_and_the_new_mailboxes_warm_up_
     assert f"Replaced by {new.name}" in page and f"Replaces {old.name}" in page
     assert page.count("No longer sending") == 2
     assert "This mailbox no longer sends; it is removed at its renewal." in page
+    records = page.split('id="domain-health"', 1)[1].split("</section>", 1)[0]
+    assert new.name in records and old.name not in records
     # The new mailboxes warm up from the replacement's run, not from the order's first warmup.
     assert "Warming up: 14 days left." in page
     assert "Waiting for the first health score." not in page
