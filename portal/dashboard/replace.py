@@ -265,7 +265,7 @@ def _pay(replacement: DomainReplacement, provision: Provision) -> Response:
         flash("Your payment is being confirmed; the replacement starts as soon as it is.", "info")
         return _progress(replacement)
     if mark_paid(db, replacement, charge.invoice_id) == "unknown_replacement":
-        # Paid on another invoice than the one recorded: never start on it; an admin looks.
+        # Paid on another invoice than the one recorded: never start on it (logged for the operator).
         current_app.logger.error(
             "replacement %s paid on unexpected invoice %s", replacement.id, charge.invoice_id
         )
