@@ -86,7 +86,8 @@ def charge_replacement(replacement: DomainReplacement, provision: Provision) -> 
     if current.total != replacement.fee_cents:
         # Never pay an invoice for another amount (an empty draft would even count as paid).
         raise BillingError(
-            f"replacement invoice {invoice_id} totals {current.total}, not {replacement.fee_cents}"
+            f"replacement invoice {invoice_id} totals {current.total}, not {replacement.fee_cents}",
+            student_message="Nothing was charged: this payment needs your instructor's help.",
         )
     paid = _call(
         "pay replacement invoice",
@@ -95,6 +96,6 @@ def charge_replacement(replacement: DomainReplacement, provision: Provision) -> 
         {},
         # One key per payment attempt: a retry after a decline is a new attempt, a repeated
         # request within one attempt replays Stripe's first answer.
-        {"idempotency_key": f"{prefix}:pay:{current.attempt_count or 0}"},
+        {"idempotency_key": f"{prefix}:pay:{invoice_id}:{current.attempt_count or 0}"},
     )
     return ReplacementCharge(invoice_id, paid.status == "paid")

@@ -169,3 +169,39 @@ def test_an_invoice_paid_while_the_page_never_heard_back_starts_the_run_once(
     assert _runs(session) == [f"replacement:{row.id}"]
     invoice = _stripe(portal_sandbox, f"invoices/{row.stripe_invoice_id}")
     assert invoice["amount_paid"] == 2900
+
+
+def test_an_invoice_for_another_amount_is_never_paid(
+    paying: tuple[Any, Provision, Domain], session: Session, portal_sandbox: Any
+) -> None:
+    client, provision, domain = paying
+    name = free_name("oddswap")
+    pick(client, domain.id, name)
+    portal_sandbox.control("POST", "/stripe/fail_next_payment", json={"count": 1})
+    confirm(client, domain.id, name)
+    row = _row(session)
+    # The recorded invoice bills something else (an operator's manual edit, say).
+    stripe = portal_sandbox.stripe_url
+    other = httpx.post(
+        f"{stripe}/v1/invoices",
+        headers=STRIPE_AUTH,
+        data={"customer": provision.stripe_customer_id},
+    ).json()
+    httpx.post(
+        f"{stripe}/v1/invoiceitems",
+        headers=STRIPE_AUTH,
+        data={
+            "customer": provision.stripe_customer_id,
+            "invoice": other["id"],
+            "amount": 100,
+            "currency": "usd",
+        },
+    ).raise_for_status()
+    row.stripe_invoice_id = other["id"]
+    session.commit()
+    page = client.post(f"/dashboard/replacements/{row.id}/pay", follow_redirects=True)
+    assert "Nothing was charged: this payment needs your instructor" in page.get_data(as_text=True)
+    assert _stripe(portal_sandbox, f"invoices/{other['id']}")["status"] == "draft"
+    row = _row(session)
+    assert (row.status, row.paid_at) == ("pending_payment", None)
+    assert _runs(session) == []
