@@ -113,6 +113,13 @@ def replacement_of(db: Session, domain: Domain) -> DomainReplacement | None:
     return db.scalar(select(DomainReplacement).where(DomainReplacement.old_domain_id == domain.id))
 
 
+def refusal(
+    db: Session, provision: Provision, old_domain: Domain, *, by_admin: bool = False
+) -> str | None:
+    """Why ``old_domain`` cannot be replaced now (the words to show), or None when it can."""
+    return _refusal(db, provision, old_domain, by_admin)
+
+
 def _refusal(db: Session, provision: Provision, old: Domain, by_admin: bool) -> str | None:
     if provision.status not in REPLACEABLE_PROVISION:
         return "Domains can be replaced once your setup is complete and your account is active."

@@ -12,6 +12,7 @@ from core.models import WizardDraft
 
 ORDER = "order"
 UPGRADE = "upgrade"
+REPLACEMENT = "replacement"
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     ORDER: {
@@ -28,6 +29,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     UPGRADE: {
         "upgrade_id": None,
         "to_tier_id": None,
+        "brand": "",
+        "candidates": [],
+        "domains": [],
+    },
+    # A burned domain's replacement: the domain being replaced and its one successor.
+    REPLACEMENT: {
+        "domain_id": None,
         "brand": "",
         "candidates": [],
         "domains": [],

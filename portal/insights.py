@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import object_session
 from sqlalchemy.orm import selectinload
 
 from core.db import utcnow
@@ -31,6 +32,7 @@ from core.health import health_label
 from core.health import mailbox_verdict
 from core.health import overall_verdict
 from core.models import Domain
+from core.models import DomainReplacement
 from core.models import Mailbox
 from core.models import Provision
 from core.models import StepStatus
@@ -160,9 +162,10 @@ def mailbox_view(
     )
 
 
-def warmup_switched_on(provision: Provision) -> dict[int | None, datetime]:
-    """When each warmup step switched warmup on, by upgrade id (None: the first order)."""
-    starts: dict[int | None, datetime] = {}
+def warmup_switched_on(provision: Provision) -> dict[int | str | None, datetime]:
+    """When each warmup step switched warmup on, by upgrade id (None: the first order), and by
+    ``"replacement-<id>"`` for a domain replacement's run."""
+    starts: dict[int | str | None, datetime] = {}
     for step in provision.steps:
         if step.status != StepStatus.COMPLETED.value or step.finished_at is None:
             continue
@@ -170,17 +173,42 @@ def warmup_switched_on(provision: Provision) -> dict[int | None, datetime]:
             starts[None] = step.finished_at
         elif step.step_key.startswith("upgrade-") and step.step_key.endswith(":warmup"):
             starts[int(step.step_key.split(":", 1)[0].removeprefix("upgrade-"))] = step.finished_at
+        elif step.step_key.startswith("replacement-") and step.step_key.endswith(":warmup"):
+            starts[step.step_key.split(":", 1)[0]] = step.finished_at
     return starts
 
 
+def replacement_runs(provision: Provision) -> dict[int, int]:
+    """The provision's replacement domains: new domain id -> its replacement's id."""
+    session = object_session(provision)
+    if session is None:
+        return {}
+    return dict(
+        session.execute(
+            select(DomainReplacement.new_domain_id, DomainReplacement.id).where(
+                DomainReplacement.provision_id == provision.id
+            )
+        ).all()
+    )
+
+
 def warmup_since(
-    provision: Provision, domain: Domain, starts: dict[int | None, datetime] | None = None
+    provision: Provision,
+    domain: Domain,
+    starts: dict[int | str | None, datetime] | None = None,
+    runs: dict[int, int] | None = None,
 ) -> datetime | None:
     """When warmup was switched on for ``domain``'s mailboxes (None while it is not known).
 
-    ``starts`` is ``warmup_switched_on(provision)`` when the caller has it already.
+    ``starts`` is ``warmup_switched_on(provision)`` and ``runs`` ``replacement_runs(provision)``
+    when the caller has them already.
     """
     starts = warmup_switched_on(provision) if starts is None else starts
+    if domain.upgrade_id is None:
+        runs = replacement_runs(provision) if runs is None else runs
+        if domain.id in runs:
+            # A replacement's new domain warms up from its own run, never from the order's.
+            return starts.get(f"replacement-{runs[domain.id]}")
     since = starts.get(domain.upgrade_id)
     # Rows older than the step mirror: the order's activation is when its warmup was on.
     return since or (provision.activated_at if domain.upgrade_id is None else None)
@@ -242,15 +270,18 @@ def dashboard(provision: Provision) -> dict[str, Any]:
     domains = []
     views: list[MailboxView] = []
     starts = warmup_switched_on(provision)
+    runs = replacement_runs(provision)
     for domain in provision.domains:
         dns_ok = (domain.status or "").upper() == "ACTIVE"
         dmarc_ok = bool(domain.dmarc_email)
         card = DomainView(domain.id, domain.name, domain.status or "pending", dns_ok, dmarc_ok)
-        since = warmup_since(provision, domain, starts)
+        since = warmup_since(provision, domain, starts, runs)
         for mailbox in domain.mailboxes:
             view = mailbox_view(mailbox, dns_ok and dmarc_ok, today, since)
             card.mailboxes.append(view)
-            views.append(view)
+            # A retired (replaced) domain's mailboxes no longer send: they count nowhere.
+            if domain.retired_at is None:
+                views.append(view)
         domains.append(card)
     labels: dict[str, int] = {}
     for view in views:

@@ -13,4 +13,5 @@ from portal.admin import capacity  # noqa: E402,F401
 from portal.admin import cohort  # noqa: E402,F401
 from portal.admin import cohorts  # noqa: E402,F401
 from portal.admin import provisions  # noqa: E402,F401
+from portal.admin import replacements  # noqa: E402,F401
 from portal.admin import tiers  # noqa: E402,F401

@@ -29,6 +29,8 @@ from core.pricing import parse_money
 
 # Stripe's largest unit_amount: a price above it would be refused (or overflow the column).
 MAX_PRICE_CENTS = 99_999_999
+# A replacement's fee is a one-time charge for one domain: anything above this is a typo.
+MAX_REPLACEMENT_FEE_CENTS = 100_000
 
 
 def _strip(value: Any) -> Any:
@@ -97,6 +99,21 @@ class TierForm(FlaskForm):  # type: ignore[misc]
         validators=[InputRequired(), _stripe_max],
     )
     active = BooleanField("Offered to students", default=True)
+    # Burned-domain replacements (core/replacements.py): free ones per 30 days, then the fee.
+    replacements_included = IntegerField(
+        "Included replacements per 30 days",
+        default=1,
+        validators=[InputRequired(), NumberRange(min=0, max=12, message="Enter 0 to 12.")],
+    )
+    replacement_fee_cents = MoneyField(
+        "Fee per further replacement (USD)",
+        name="replacement_fee",
+        default=2900,
+        validators=[
+            InputRequired(),
+            NumberRange(min=0, max=MAX_REPLACEMENT_FEE_CENTS, message="Enter $0 to $1,000."),
+        ],
+    )
 
     def validate_monthly_cents(self, field: Any) -> None:
         """A subscription needs a monthly price above zero."""
@@ -168,3 +185,13 @@ class ImportForm(FlaskForm):  # type: ignore[misc]
     csv_file = FileField("CSV file")
     csv_text = TextAreaField("Or paste its lines", validators=[Length(max=MAX_CSV_CHARS)])
     confirm = HiddenField()
+
+
+class ReplaceDomainForm(FlaskForm):  # type: ignore[misc]
+    """An admin's replacement of a live domain by a new name (checked available by the view)."""
+
+    name = StringField(
+        "New domain",
+        filters=[_strip],
+        validators=[DataRequired(message="Enter the new domain."), Length(max=253), NO_CONTROL],
+    )

@@ -39,6 +39,8 @@ def _tier_details(tier: Tier) -> dict[str, Any]:
         "setup_price": tier.stripe_setup_price_id,
         "monthly_price": tier.stripe_monthly_price_id,
         "active": tier.active,
+        "replacements_included": tier.replacements_included,
+        "replacement_fee_cents": tier.replacement_fee_cents,
     }
 
 

@@ -20,3 +20,6 @@ from portal.dashboard import mailboxes  # noqa: E402,F401
 from portal.dashboard import overview  # noqa: E402,F401
 from portal.dashboard import profile  # noqa: E402,F401
 from portal.dashboard import progress_page  # noqa: E402,F401
+from portal.dashboard import replace  # noqa: E402,F401
+from portal.dashboard import replacement_progress  # noqa: E402,F401
+from portal.dashboard import replacement_states  # noqa: E402,F401

@@ -98,6 +98,8 @@ def domain_health_panel(provision: Provision) -> HealthPanel:
             .where(
                 Domain.provision_id == provision.id,
                 Domain.purchase_state == PurchaseState.PURCHASED.value,
+                # A replaced domain no longer sends: its records and forwarding no longer matter.
+                Domain.retired_at.is_(None),
             )
             .order_by(Domain.id)
         )

@@ -1,4 +1,5 @@
-"""Dashboard forms: the sender profile (names by core/mailboxes.py, picture by core/images.py)."""
+"""Dashboard forms: the sender profile (names by core/mailboxes.py, picture by core/images.py)
+and a burned domain's replacement."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
+from wtforms import HiddenField
 from wtforms import StringField
+from wtforms.validators import DataRequired
 
 from core.images import Picture
 from core.images import PictureError
@@ -50,3 +53,13 @@ class SenderProfileForm(FlaskForm):  # type: ignore[misc]
     def too_large(self, message: str) -> None:
         """Show that the upload was refused before it could be read."""
         self.picture.errors = [message]
+
+
+class ReplaceForm(FlaskForm):  # type: ignore[misc]
+    """Confirm a burned domain's replacement by the new name the page showed."""
+
+    new_domain = HiddenField(validators=[DataRequired(message="Pick the new domain first.")])
+
+
+class RetryPaymentForm(FlaskForm):  # type: ignore[misc]
+    """Try a replacement's payment again: the CSRF token is its content."""

@@ -29,7 +29,8 @@
   var BADGES = {
     pending_payment: ["gray", "Awaiting payment"], provisioning: ["blue", "Setting up"],
     active: ["green", "Active"], failed: ["red", "Failed"], cancelled: ["gray", "Cancelled"],
-    upgrading: ["blue", "Upgrading"], past_due: ["amber", "Past due"]
+    upgrading: ["blue", "Upgrading"], past_due: ["amber", "Past due"],
+    completed: ["green", "Done"]
   };
 
   function setText(id, text) {
@@ -256,7 +257,9 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     var section = document.getElementById("progress");
-    if (section && section.getAttribute("data-status") !== "active") { poll(section); }
+    // Finished (a setup is active, a domain replacement completed): nothing left to follow.
+    var finished = ["active", "completed"];
+    if (section && finished.indexOf(section.getAttribute("data-status")) < 0) { poll(section); }
     var mailboxes = document.getElementById("mailbox-form");
     if (mailboxes) { livePreview(mailboxes); }
     // Copying needs this script: the buttons stay hidden without it.

@@ -7,6 +7,8 @@ field with the typed text kept there.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import flash
 from flask import redirect
 from flask import request
@@ -45,24 +47,36 @@ class PickerForm(FlaskForm):  # type: ignore[misc]
     name = StringField(default="")
 
 
-def post(picker: Picker, kind: str, *, here: str, back: str, forward: str) -> ResponseReturnValue:
+def post(
+    picker: Picker,
+    kind: str,
+    *,
+    here: str,
+    back: str,
+    forward: str,
+    args: dict[str, Any] | None = None,
+) -> ResponseReturnValue:
     """Apply the posted action to the picker's draft (saved as ``kind``) and redirect onwards.
 
-    ``here``, ``back`` and ``forward`` are endpoints: this step, the one before and the one after.
+    ``here``, ``back`` and ``forward`` are endpoints: this step, the one before and the one after;
+    ``args`` fill the URL parts of ``here`` and ``forward`` (a step about one domain, say).
     """
+    args = args or {}
     form = PickerForm(formdata=request.form)
     if not form.validate():
         # Nothing is saved; the step's buttons are its only fields, so the message is a flash.
         flash(next(iter(form.errors.values()))[0], "error")
-        return redirect(url_for(here))
+        return redirect(url_for(here, **args))
     refused = _refuse_field(form.action.data, form.data)
     if refused:
-        return redirect(url_for(here))
+        return redirect(url_for(here, **args))
     outcome = picker.handle(form.data)
     db = get_db()
     drafts.save(db, current_user.id, kind, picker.draft)
     db.commit()
-    return redirect(url_for({"continue": forward, "back": back}.get(outcome or "", here)))
+    if outcome == "back":
+        return redirect(url_for(back))
+    return redirect(url_for(forward if outcome == "continue" else here, **args))
 
 
 def _refuse_field(action: str, data: dict[str, str]) -> bool:

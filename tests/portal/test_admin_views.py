@@ -68,6 +68,8 @@ def test_create_tier_creates_stripe_product_and_prices(
             "mailboxes_per_domain": 2,
             "setup": "199",
             "monthly": "99.50",
+            "replacements_included": "1",
+            "replacement_fee": "29",
             "active": "y",
         },
     )
@@ -104,6 +106,8 @@ def test_tier_form_rejects_bad_input_and_writes_nothing(
         "mailboxes_per_domain": 2,
         "setup": "199",
         "monthly": "99",
+        "replacements_included": "1",
+        "replacement_fee": "29",
         "active": "y",
     }
     data[field] = value
@@ -125,6 +129,8 @@ def test_repricing_creates_a_new_price_and_archives_the_old(
             "mailboxes_per_domain": 2,
             "setup": "199",
             "monthly": "99",
+            "replacements_included": "1",
+            "replacement_fee": "29",
             "active": "y",
         },
     )
@@ -142,6 +148,8 @@ def test_repricing_creates_a_new_price_and_archives_the_old(
             "mailboxes_per_domain": 2,
             "setup": "199",
             "monthly": "109",
+            "replacements_included": "1",
+            "replacement_fee": "29",
             "active": "y",
         },
     )
@@ -172,6 +180,8 @@ def test_a_sold_tier_cannot_change_size(admin: Any, session: Session) -> None:
             "mailboxes_per_domain": 2,
             "setup": "97",
             "monthly": "47",
+            "replacements_included": "1",
+            "replacement_fee": "29",
             "active": "y",
         },
     )

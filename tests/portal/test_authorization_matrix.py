@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from core.crypto import SecretBox
 from core.models import Cohort
+from core.models import Domain
+from core.models import DomainReplacement
 from core.models import Mailbox
 from core.models import Role
 from core.models import Tier
@@ -74,6 +76,14 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("dashboard.profile", "GET"): (L, 200, 200, 403),
     ("dashboard.profile", "POST"): (L, 400, 400, 403),
     ("dashboard.profile_picture", "GET"): (404, 404, 404, 404),
+    # Student A's domain is healthy: the page says why it cannot be replaced, posts are refused.
+    ("dashboard.replace_domain", "GET"): (L, 200, 404, 403),
+    ("dashboard.replace_domain", "POST"): (L, 303, 404, 403),
+    ("dashboard.confirm_replacement", "GET"): (L, 303, 404, 403),
+    ("dashboard.confirm_replacement", "POST"): (L, 303, 404, 403),
+    ("dashboard.replacement", "GET"): (L, 200, 404, 403),
+    ("dashboard.replacement_json", "GET"): (401, 200, 404, 403),
+    ("dashboard.pay_replacement", "POST"): (L, 303, 404, 403),
     ("upgrade.start", "GET"): (L, 200, 200, 403),
     ("upgrade.start", "POST"): (L, 400, 400, 403),
     ("upgrade.domains", "GET"): (L, 302, 302, 403),
@@ -102,6 +112,10 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("admin.invite_revoke", "POST"): (L, 403, 403, 303),
     ("admin.audit", "GET"): (L, 403, 403, 200),
     ("admin.sign_out_everywhere", "POST"): (L, 403, 403, 303),
+    ("admin.mark_burned", "POST"): (L, 403, 403, 303),
+    ("admin.clear_burned", "POST"): (L, 403, 403, 303),
+    ("admin.replace_domain", "POST"): (L, 403, 403, 303),
+    ("admin.retry_replacement", "POST"): (L, 403, 403, 303),
     ("webhooks.stripe_webhook", "POST"): (400, 400, 400, 400),
     ("webhooks.zapmail_webhook", "POST"): (400, 400, 400, 400),
 }
@@ -133,8 +147,8 @@ def invited_student(session: Session, email: str) -> tuple[Cohort, User]:
 
 @pytest.fixture
 def world(app: Flask, session: Session) -> dict[str, Any]:
-    """Student A (active, with a PlusVibe password), student B (active), an admin, and a cohort
-    with an invited student C."""
+    """Student A (active, with a PlusVibe password and a domain being replaced), student B
+    (active), an admin, and a cohort with an invited student C."""
     box = SecretBox.from_settings(app.extensions["settings"])
     a = make_user(session, "a@example.com")
     b = make_user(session, "b@example.com")
@@ -149,6 +163,19 @@ def world(app: Flask, session: Session) -> dict[str, Any]:
     )
     make_provision(session, b, status="active")
     cohort, c = invited_student(session, "c@example.com")
+    kept, replaced = sorted(pa.domains, key=lambda d: d.id)[:2]
+    successor = Domain(provision_id=pa.id, name="tryanext.com")
+    session.add(successor)
+    session.flush()
+    replacement = DomainReplacement(
+        provision_id=pa.id,
+        old_domain_id=replaced.id,
+        new_domain_id=successor.id,
+        reason="admin",
+        payment="included",
+        status="provisioning",
+    )
+    session.add(replacement)
     session.commit()
     mailbox = session.scalars(
         select(Mailbox.id).join(Mailbox.domain).where(Mailbox.address.like("%trya%"))
@@ -160,6 +187,8 @@ def world(app: Flask, session: Session) -> dict[str, Any]:
         "filename": "app.css",
         "cohort_id": cohort.id,
         "user_id": c.id,
+        "domain_id": kept.id,
+        "replacement_id": replacement.id,
     }
 
 

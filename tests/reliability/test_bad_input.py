@@ -180,7 +180,8 @@ def test_fuzzed_zapmail_bodies_never_500(app: Flask, engine: Engine) -> None:
 FIELDS = (
     "email password next tier_id action brand name first_name last_name pattern_0 pattern_1 "
     "pattern_2 note reason amount cancel_subscription direction slug domain_count "
-    "mailboxes_per_domain setup monthly active csrf_token x"
+    "mailboxes_per_domain setup monthly active new_domain replacements_included replacement_fee "
+    "csrf_token x"
 ).split()
 form_values = (
     st.text(max_size=60)

@@ -21,7 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import Base
+from core.db import utcnow
 from core.models import AuditLog
+from core.models import Domain
+from core.models import DomainReplacement
 from core.models import Provision
 from core.models import Role
 from tests.factories import PASSWORD
@@ -32,6 +35,7 @@ from tests.portal import prefect_support
 from tests.portal.helpers import AuthActions
 from tests.portal.helpers import paid_order
 from tests.portal.helpers import signed_in
+from tests.portal.replacement_support import free_name
 from tests.portal.test_authorization_matrix import EXPECTED
 from tests.portal.test_authorization_matrix import _url
 from tests.portal.test_authorization_matrix import invited_student
@@ -59,6 +63,9 @@ FORM_DATA: dict[str, dict[str, str]] = {
     "admin.tier_new": {"name": "Csrf", "slug": "csrf", "domain_count": "3", "setup": "1"},
     "admin.cohort_create": {"name": "Csrf", "starts_on": "2027-01-04", "instructor": "Ida"},
     "admin.cohort_import": {"csv_text": "email,first name,last name\ncsrf@example.com,Cy,Ross"},
+    "admin.replace_domain": {"name": "csrfswap.com"},
+    "dashboard.replace_domain": {"action": "check", "name": "csrfswap.com"},
+    "dashboard.confirm_replacement": {"new_domain": "csrfswap.com"},
 }
 
 
@@ -385,6 +392,23 @@ def test_every_admin_action_writes_an_audit_row(
     ).id
     # A cohort with an invited student, to re-send and then revoke the invitation.
     cohort, invited = invited_student(session, "invited@example.com")
+    # An active order: one domain to mark burned, one marked to clear, one to replace, and a
+    # stopped replacement to retry.
+    dan = make_provision(session, make_user(session, "dan@example.com"), tier="growth")
+    to_mark, marked, to_replace, replaced = sorted(dan.domains, key=lambda d: d.id)[:4]
+    marked.burned_at = utcnow()
+    successor = Domain(provision_id=dan.id, name="trydanauditnext.com")
+    session.add(successor)
+    session.flush()
+    stopped = DomainReplacement(
+        provision_id=dan.id,
+        old_domain_id=replaced.id,
+        new_domain_id=successor.id,
+        reason="admin",
+        payment="included",
+        status="failed",
+    )
+    session.add(stopped)
     session.commit()
     students = f"/admin/cohorts/{cohort.id}/students/{invited.id}"
     tier_form = {
@@ -394,6 +418,8 @@ def test_every_admin_action_writes_an_audit_row(
         "mailboxes_per_domain": "2",
         "setup": "10",
         "monthly": "5",
+        "replacements_included": "1",
+        "replacement_fee": "29",
         "active": "y",
     }
     actions: dict[str, tuple[str, dict[str, str]]] = {
@@ -422,6 +448,13 @@ def test_every_admin_action_writes_an_audit_row(
         "admin.invite_resend": (f"{students}/resend", {}),
         "admin.invite_revoke": (f"{students}/revoke", {}),
         "admin.set_cohort_size": ("/admin/capacity/cohort", {"next_cohort_size": "40"}),
+        "admin.mark_burned": (f"/admin/domains/{to_mark.id}/burned", {}),
+        "admin.clear_burned": (f"/admin/domains/{marked.id}/unburned", {}),
+        "admin.replace_domain": (
+            f"/admin/domains/{to_replace.id}/replace",
+            {"name": free_name("auditswap")},
+        ),
+        "admin.retry_replacement": (f"/admin/replacements/{stopped.id}/retry", {}),
     }
     admin_posts = {e for e, m in _state_changing_routes(app) if e.startswith("admin.")}
     assert admin_posts == set(actions), "a new admin action needs a scenario here"
