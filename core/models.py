@@ -126,9 +126,7 @@ class Tier(Base):
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
     # Burned-domain replacements: this many per 30 days are included, the next cost the fee.
     replacements_included: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
-    replacement_fee_cents: Mapped[int] = mapped_column(
-        Integer, default=2900, server_default="2900"
-    )
+    replacement_fee_cents: Mapped[int] = mapped_column(Integer, default=2900, server_default="2900")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -835,12 +833,8 @@ class DomainReplacement(Base):
     )
     # Why: "critical_score", "admin" (marked burned) or "admin_request".
     reason: Mapped[str] = mapped_column(String(32))
-    requested_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
-    )
-    status: Mapped[str] = mapped_column(
-        String(20), default=ReplacementStatus.PENDING_PAYMENT.value
-    )
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(20), default=ReplacementStatus.PENDING_PAYMENT.value)
     status_reason: Mapped[str | None] = mapped_column(Text)
     # "included" (within the tier's allowance) or "charged" (a one-time Stripe invoice).
     payment: Mapped[str] = mapped_column(String(16))

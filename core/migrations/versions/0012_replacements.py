@@ -86,9 +86,7 @@ def upgrade() -> None:
             "stripe_invoice_id", name=op.f("uq_domain_replacements_stripe_invoice_id")
         ),
     )
-    op.create_index(
-        "ix_domain_replacements_provision_id", "domain_replacements", ["provision_id"]
-    )
+    op.create_index("ix_domain_replacements_provision_id", "domain_replacements", ["provision_id"])
 
 
 def downgrade() -> None:
