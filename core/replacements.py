@@ -3,10 +3,11 @@
 A domain is burned when an admin marked it so or its latest health score is critical. The
 student (or an admin, for any live domain) asks for a new domain; the request reserves the new
 name (a SELECTED domain row, unique across the system) and records the replacement, one per old
-domain ever. The tier's allowance decides who pays: within ``replacements_included`` per 30 days
+domain. The tier's allowance decides who pays: within ``replacements_included`` per 30 days
 the replacement is included and its run is queued in the same transaction (outbox); past it,
 the replacement waits for a one-time Stripe invoice, and only that invoice, read from Stripe as
-paid, queues the run (:func:`mark_paid`). Nothing here calls Stripe, Zapmail or Prefect.
+paid, queues the run (:func:`mark_paid`). An unpaid request can be withdrawn once its invoice
+is void (:func:`withdraw`); then the domain may be replaced again. Nothing here calls Stripe, Zapmail or Prefect.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 
+from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
@@ -199,6 +201,35 @@ def mark_paid(db: Session, replacement: DomainReplacement, invoice_id: str) -> s
         return "unknown_replacement"
     replacement.stripe_invoice_id = invoice_id
     return _start(db, replacement)
+
+
+def withdraw(db: Session, replacement: DomainReplacement) -> bool:
+    """Forget an unpaid request, freeing its new name and its old domain for a new request.
+
+    The caller first makes sure its invoice can no longer be paid (voided at Stripe). Only a
+    ``pending_payment`` row goes (compare-and-delete): a paid one, or one a webhook just
+    started, stays. Its new domain was never bought (SELECTED), so nothing at a vendor is lost.
+    """
+    gone = db.execute(
+        delete(DomainReplacement)
+        .where(
+            DomainReplacement.id == replacement.id,
+            DomainReplacement.status == ReplacementStatus.PENDING_PAYMENT.value,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if gone != 1:
+        return False
+    db.execute(
+        delete(Domain)
+        .where(
+            Domain.id == replacement.new_domain_id,
+            Domain.purchase_state == PurchaseState.SELECTED.value,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    db.expire_all()
+    return True
 
 
 def _start(db: Session, replacement: DomainReplacement) -> str:

@@ -99,3 +99,30 @@ def charge_replacement(replacement: DomainReplacement, provision: Provision) -> 
         {"idempotency_key": f"{prefix}:pay:{invoice_id}:{current.attempt_count or 0}"},
     )
     return ReplacementCharge(invoice_id, paid.status == "paid")
+
+
+def void_unpaid_invoice(replacement: DomainReplacement) -> bool:
+    """Make the replacement's invoice unpayable; False if Stripe reports it paid already.
+
+    Voiding is Stripe's own arbiter against a payment racing in another tab: once void, no
+    payment can succeed; if the payment won, the void is refused and the invoice reads paid.
+    """
+    invoice_id = replacement.stripe_invoice_id
+    if invoice_id is None:
+        return True
+    client = stripe_client()
+    current = _call("retrieve replacement invoice", client.v1.invoices.retrieve, invoice_id)
+    if current.status == "draft":
+        current = _call(
+            "finalize replacement invoice", client.v1.invoices.finalize_invoice, invoice_id
+        )
+    if current.status == "open":
+        try:
+            current = _call("void replacement invoice", client.v1.invoices.void_invoice, invoice_id)
+        except BillingError:
+            current = _call("retrieve replacement invoice", client.v1.invoices.retrieve, invoice_id)
+    if current.status == "paid":
+        return False
+    if current.status not in ("void", "uncollectible"):
+        raise BillingError(f"replacement invoice {invoice_id} is {current.status}")
+    return True

@@ -38,6 +38,7 @@ from core.replacements import mark_paid
 from core.replacements import refusal
 from core.replacements import replacement_of
 from core.replacements import request_replacement
+from core.replacements import withdraw
 from portal import drafts
 from portal import outbox_sender
 from portal.billing import BillingError
@@ -48,6 +49,7 @@ from portal.db import get_db
 from portal.domain_picker import Picker
 from portal.extensions import student_required
 from portal.replacement_billing import charge_replacement
+from portal.replacement_billing import void_unpaid_invoice
 from portal.replacement_support import BURNED_WORDS
 from portal.replacement_support import allowance_words
 from portal.replacement_support import availability_problem
@@ -237,6 +239,42 @@ def pay_replacement(replacement_id: int) -> ResponseReturnValue:
         flash("A replacement can be paid only while your account is active.", "error")
         return _progress(replacement)
     return _pay(replacement, replacement.provision)
+
+
+@bp.post("/dashboard/replacements/<int:replacement_id>/withdraw")
+@student_required
+def withdraw_replacement(replacement_id: int) -> ResponseReturnValue:
+    """Withdraw an unpaid replacement: its invoice is voided first, so it can never be paid."""
+    replacement = own_replacement(replacement_id)
+    if not RetryPaymentForm().validate_on_submit():
+        abort(400)
+    if replacement.status != ReplacementStatus.PENDING_PAYMENT.value:
+        flash("This replacement is paid for and under way; it can no longer be withdrawn.", "info")
+        return _progress(replacement)
+    db = get_db()
+    old_name = replacement.old_domain.name
+    try:
+        voided = void_unpaid_invoice(replacement)
+    except BillingError as exc:
+        current_app.logger.warning("replacement %s not withdrawn: %s", replacement.id, exc)
+        flash(
+            "We could not reach our payment provider; nothing changed. Try again shortly.", "error"
+        )
+        return _progress(replacement)
+    if not voided:
+        # The payment won the race: the replacement goes ahead as paid.
+        if mark_paid(db, replacement, str(replacement.stripe_invoice_id)) == "replacement_started":
+            db.commit()
+            outbox_sender.send_committed(db)
+        flash("Your payment had already gone through: the replacement goes ahead.", "info")
+        return _progress(replacement)
+    if not withdraw(db, replacement):
+        db.rollback()
+        flash("This replacement is paid for and under way; it can no longer be withdrawn.", "info")
+        return _progress(replacement)
+    db.commit()
+    flash(f"Request withdrawn: {old_name} stays as it is and nothing was charged.", "success")
+    return redirect(url_for("dashboard.overview"))
 
 
 def _pay(replacement: DomainReplacement, provision: Provision) -> Response:

@@ -84,6 +84,7 @@ EXPECTED: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {
     ("dashboard.replacement", "GET"): (L, 200, 404, 403),
     ("dashboard.replacement_json", "GET"): (401, 200, 404, 403),
     ("dashboard.pay_replacement", "POST"): (L, 303, 404, 403),
+    ("dashboard.withdraw_replacement", "POST"): (L, 303, 404, 403),
     ("upgrade.start", "GET"): (L, 200, 200, 403),
     ("upgrade.start", "POST"): (L, 400, 400, 403),
     ("upgrade.domains", "GET"): (L, 302, 302, 403),

@@ -205,3 +205,65 @@ def test_an_invoice_for_another_amount_is_never_paid(
     row = _row(session)
     assert (row.status, row.paid_at) == ("pending_payment", None)
     assert _runs(session) == []
+
+
+def _declined(client: Any, session: Session, sandbox: Any, domain: Domain, stem: str) -> Any:
+    name = free_name(stem)
+    pick(client, domain.id, name)
+    sandbox.control("POST", "/stripe/fail_next_payment", json={"count": 1})
+    confirm(client, domain.id, name)
+    row = _row(session)
+    assert row.status == "pending_payment" and row.stripe_invoice_id
+    return row
+
+
+def test_an_unpaid_request_can_be_withdrawn_its_invoice_voided_and_the_domain_replaced_again(
+    paying: tuple[Any, Provision, Domain], session: Session, portal_sandbox: Any
+) -> None:
+    client, provision, domain = paying
+    row = _declined(client, session, portal_sandbox, domain, "withdrawn")
+    invoice_id, new_name = row.stripe_invoice_id, row.new_domain.name
+    page = client.get(f"/dashboard/replacements/{row.id}").get_data(as_text=True)
+    assert "Withdraw this request" in page
+
+    answer = client.post(f"/dashboard/replacements/{row.id}/withdraw", follow_redirects=True)
+    text = answer.get_data(as_text=True)
+    assert f"Request withdrawn: {domain.name} stays as it is and nothing was charged." in text
+    session.expire_all()
+    assert session.scalars(select(DomainReplacement)).all() == []
+    assert session.scalar(select(Domain).where(Domain.name == new_name)) is None
+    invoice = _stripe(portal_sandbox, f"invoices/{invoice_id}")
+    assert (invoice["status"], invoice["amount_paid"]) == ("void", 0)
+    # A void invoice can never be paid, by us or anyone.
+    paid = httpx.post(
+        f"{portal_sandbox.stripe_url}/v1/invoices/{invoice_id}/pay", headers=STRIPE_AUTH
+    )
+    assert paid.status_code == 400
+    # The burned domain can be replaced again, on a new invoice.
+    name = free_name("againswap")
+    pick(client, domain.id, name)
+    confirm(client, domain.id, name)
+    again = _row(session)
+    assert (again.status, again.new_domain.name) == ("provisioning", name)
+    assert again.stripe_invoice_id not in (None, invoice_id)
+
+
+def test_a_payment_that_wins_the_race_with_a_withdrawal_goes_ahead(
+    paying: tuple[Any, Provision, Domain], session: Session, portal_sandbox: Any
+) -> None:
+    client, _provision, domain = paying
+    row = _declined(client, session, portal_sandbox, domain, "racedswap")
+    # Paid in another tab (or by the operator) before the withdrawal reached Stripe.
+    httpx.post(
+        f"{portal_sandbox.stripe_url}/v1/invoices/{row.stripe_invoice_id}/pay", headers=STRIPE_AUTH
+    ).raise_for_status()
+    answer = client.post(f"/dashboard/replacements/{row.id}/withdraw", follow_redirects=True)
+    assert "Your payment had already gone through: the replacement goes ahead." in (
+        answer.get_data(as_text=True)
+    )
+    row = _row(session)
+    assert row.status == "provisioning"
+    assert _runs(session) == [f"replacement:{row.id}"]
+    started = client.post(f"/dashboard/replacements/{row.id}/withdraw", follow_redirects=True)
+    assert "it can no longer be withdrawn" in started.get_data(as_text=True)
+    assert _row(session).status == "provisioning"
