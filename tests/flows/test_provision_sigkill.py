@@ -245,6 +245,17 @@ def assert_truthful(watch: StatusWatch, step: str, killed_at: float, retried_at:
     return lag
 
 
+def mirrored_failed(db_url: str, provision_id: int) -> bool:
+    """Whether the crash hook has shown the provision failed (what the admin retries from)."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            status = conn.scalar(select(Provision.status).where(Provision.id == provision_id))
+    finally:
+        engine.dispose()
+    return status == "failed"
+
+
 def kill_run_process(pipeline: Pipeline, worker_pid: int, run_id: UUID, fault_id: int) -> float:
     """SIGKILL the process running ``run_id`` inside its held vendor call; return when."""
     pid = wait_for(lambda: run_process(worker_pid, run_id), timeout_s=10, what="the run's process")
@@ -299,10 +310,17 @@ def test_run_process_killed_mid_step_recovers_after_one_retry(
         assert in_flight == "running", f"{step} was {in_flight} when the process died"
 
         # The worker sees its child die and reports the run crashed; its crash hook mirrors it.
+        # Both reporters must be done before the operator retries: the worker's state and the
+        # crash hook's mirror (on a loaded machine the later one can land after a retry and
+        # overwrite it, which no operator would see: they retry what the page shows failed).
         final = wait_for(
-            lambda: (t := settled_state(run_id, quiet_s=3.0)) in FINAL and t,
-            timeout_s=90,
-            what="the crash to be reported",
+            lambda: (
+                (t := settled_state(run_id, quiet_s=3.0)) in FINAL
+                and (t == StateType.COMPLETED or mirrored_failed(db_url, provision_id))
+                and t
+            ),
+            timeout_s=120,
+            what="the crash to be reported and mirrored",
         )
         retried_at = time.monotonic()
         outcome = "automatically" if final == StateType.COMPLETED else "after one retry"
