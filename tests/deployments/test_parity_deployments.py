@@ -9,8 +9,8 @@ import pytest
 import yaml
 from prefect import get_client
 
-from deployments import launcher
 from core.replacements import REPLACEMENT_DEPLOYMENT
+from deployments import launcher
 from deployments import setup
 from portal.dashboard.dns import DNS_HEALTH_DEPLOYMENT
 from portal.dashboard.forwarding import FORWARDING_DEPLOYMENT

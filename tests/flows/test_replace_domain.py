@@ -9,6 +9,7 @@ stays active throughout. Reruns spend nothing; unpaid replacements touch nothing
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any
 
@@ -36,6 +37,7 @@ from tests.flows.test_upgrade import provisioned
 from tests.support.worker import read_run
 
 pytestmark = pytest.mark.prefect
+log = logging.getLogger(__name__)
 WEBSITE = "https://student-site.example/"
 
 
@@ -184,7 +186,7 @@ def test_a_replacement_buys_the_new_domain_once_retires_the_old_and_a_rerun_spen
         "zapmail POST /v2/domains/update-auto-renew": 2,
     }
     assert {route: calls[route] for route in changes} == changes, calls
-    print(f"vendor calls of one replacement: {dict(sorted(calls.items()))}")
+    log.info("vendor calls of one replacement: %s", dict(sorted(calls.items())))
     # The student is told once; operators find the run by name and tags, and read the summary.
     session.expire_all()
     notices = session.scalars(
