@@ -17,6 +17,7 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter
 from prefect.client.schemas.filters import ArtifactFilterKey
+from prefect.deployments import run_deployment
 from sqlalchemy import select
 
 from core.models import Domain
@@ -28,13 +29,17 @@ from core.models import Tier
 from core.pipeline import REPLACEMENT_STEPS
 from core.pipeline import replacement_step_key
 from core.replacements import live_domains
+from core.replacements import replacement_key
 from core.replacements import request_replacement
 from flows.replace_domain import replace_domain
+from flows.sweep_waiting import sweep_waiting
 from tests.flows.conftest import Pipeline
 from tests.flows.test_upgrade import charges
 from tests.flows.test_upgrade import created_mailboxes
+from tests.flows.test_upgrade import drive
 from tests.flows.test_upgrade import provisioned
 from tests.support.worker import read_run
+from tests.support.worker import wait_for
 
 pytestmark = pytest.mark.prefect
 log = logging.getLogger(__name__)
@@ -247,3 +252,38 @@ def test_an_unpaid_replacement_refuses_to_run_and_buys_nothing(pipeline: Pipelin
     ).all()
     assert session.scalar(select(Tier.replacements_included).where(Tier.slug == "starter")) == 0
     assert session.scalars(select(Domain).where(Domain.retired_at.is_not(None))).all() == []
+
+
+@pytest.mark.usefixtures("worker", "fast_limits")
+def test_a_deployed_replacement_suspends_while_its_domain_registers_and_the_sweeper_resumes_it(
+    pipeline: Pipeline,
+) -> None:
+    provision_id = provisioned(pipeline, email="ines@student.test")
+    replacement_id = requested(pipeline, provision_id)
+    # Only the new domain's activation outlasts the inline grace: the run suspends there.
+    pipeline.sandbox.configure(domain_activation_s=600, mailbox_activation_s=0, export_delay_s=0)
+    run_id = run_deployment(
+        "replace-domain/on-demand",
+        parameters={"replacement_id": replacement_id},
+        timeout=0,
+        idempotency_key=replacement_key(replacement_id),
+    ).id
+
+    wait_for(lambda: read_run(run_id).state.is_paused(), timeout_s=120, what="suspend")
+    pipeline.session.expire_all()
+    row = pipeline.session.get(Provision, provision_id)
+    # The account stays active while the replacement's run waits, and the sweeper can find it.
+    assert (row.status, row.waiting_for, row.current_flow_run_id) == (
+        "active",
+        "domains_active",
+        str(run_id),
+    )
+    assert sweep_waiting()["resumed"] == []  # the new domain is not active yet
+    pipeline.sandbox.advance(600)
+    assert sweep_waiting()["resumed"] == [provision_id]
+
+    state = drive(run_id)
+
+    assert state.is_completed(), state.message
+    assert_replaced_once(pipeline, provision_id, replacement_id)
+    assert read_run(run_id).name == f"replacement-{replacement_id}-ines@student.test"
