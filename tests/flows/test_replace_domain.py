@@ -20,6 +20,7 @@ from prefect.client.schemas.filters import ArtifactFilterKey
 from prefect.deployments import run_deployment
 from sqlalchemy import select
 
+from core.cancellation import request_cancellation
 from core.models import Domain
 from core.models import DomainReplacement
 from core.models import Notification
@@ -31,6 +32,7 @@ from core.pipeline import replacement_step_key
 from core.replacements import live_domains
 from core.replacements import replacement_key
 from core.replacements import request_replacement
+from flows.cancel_provision import cancel_provision
 from flows.replace_domain import replace_domain
 from flows.sweep_waiting import sweep_waiting
 from tests.flows.conftest import Pipeline
@@ -287,3 +289,36 @@ def test_a_deployed_replacement_suspends_while_its_domain_registers_and_the_swee
     assert state.is_completed(), state.message
     assert_replaced_once(pipeline, provision_id, replacement_id)
     assert read_run(run_id).name == f"replacement-{replacement_id}-ines@student.test"
+
+
+@pytest.mark.usefixtures("fast_limits")
+def test_cancelling_the_order_stops_and_cancels_its_replacement_which_then_buys_nothing(
+    pipeline: Pipeline,
+) -> None:
+    provision_id = provisioned(pipeline, email="leaving@student.test")
+    replacement_id = requested(pipeline, provision_id)
+    with get_client(sync_client=True) as client:
+        queued = client.create_flow_run(
+            replace_domain, parameters={"replacement_id": replacement_id}
+        )
+    session = pipeline.session
+    session.get(DomainReplacement, replacement_id).flow_run_id = str(queued.id)
+    assert request_cancellation(session, provision_id, reason="subscription ended")
+    session.commit()
+
+    result = cancel_provision(provision_id)
+
+    assert result["stopped_runs"] == [str(queued.id)]
+    assert read_run(queued.id).state.is_cancelled()
+    session.expire_all()
+    left = session.get(DomainReplacement, replacement_id)
+    assert left.status == "cancelled" and "subscription ended" in (left.status_reason or "")
+    bought = pipeline.sandbox.ledger(kind="domain_purchase")
+
+    state = replace_domain(replacement_id, return_state=True)
+
+    assert state.is_failed() and "cancelled" in state.message
+    assert pipeline.sandbox.ledger(kind="domain_purchase") == bought
+    session.expire_all()
+    left = session.get(DomainReplacement, replacement_id)
+    assert (left.status, left.new_domain.purchase_state) == ("cancelled", "selected")
