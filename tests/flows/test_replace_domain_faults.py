@@ -32,7 +32,10 @@ from flows.replace_domain import replace_domain
 from tasks.policies import RETRIES
 from tasks.replacement import finish_replacement
 from tasks.replacement import start_replacement
+from tasks.retire_domain import pause_old_warmup
 from tasks.retire_domain import retire_domain
+from tasks.retire_domain import schedule_old_removal
+from tasks.retire_domain import stop_old_renewal
 from tests.flows.conftest import Pipeline
 from tests.flows.test_provision_faults import KINDS
 from tests.flows.test_provision_faults import PURCHASE_KINDS
@@ -71,6 +74,7 @@ SELECTED = [c for c in CELLS if LONG or c in SLICE]
 OUTAGES = (RETIRE[3], ("dmarc", "zapmail", "POST", "/v2/domains/dmarc"))
 OUTAGE_SELECTED = [c for c in OUTAGES if LONG or c[0] == "retire_domain"]
 
+RETIRE_TASKS = (retire_domain, pause_old_warmup, schedule_old_removal, stop_old_renewal)
 # What the portal may show at any instant: (provision status, replacement status).
 TRUTHFUL = {("active", "provisioning"), ("active", "failed"), ("active", "completed")}
 
@@ -78,7 +82,8 @@ TRUTHFUL = {("active", "provisioning"), ("active", "failed"), ("active", "comple
 @pytest.fixture
 def fast_retries(fast_retries: None, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ARG001
     """The pipeline tasks' short backoff, and the replacement's own tasks' too."""
-    for task in (start_replacement, retire_domain, finish_replacement):
+    own = (start_replacement, finish_replacement, *RETIRE_TASKS)
+    for task in own:
         monkeypatch.setattr(task, "retry_delay_seconds", [0.2] * max(task.retries, 1))
 
 
