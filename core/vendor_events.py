@@ -61,8 +61,16 @@ def event_subject(event_type: str, data: Mapping[str, Any]) -> str | None:
 
 
 def waited_items(session: Session, provision: Provision) -> tuple[list[str], list[str]]:
-    """The provision's purchased domains and their mailbox addresses (what its waits check)."""
-    domains = [d for d in provision.domains if d.purchase_state == PurchaseState.PURCHASED]
+    """The provision's live purchased domains and their mailbox addresses (what its waits check).
+
+    A domain retired by a replacement is left out: its mailboxes are being removed and it
+    lapses at renewal, so it is nothing a run waits for.
+    """
+    domains = [
+        d
+        for d in provision.domains
+        if d.purchase_state == PurchaseState.PURCHASED and d.retired_at is None
+    ]
     addresses = session.scalars(
         select(Mailbox.address).where(Mailbox.domain_id.in_([d.id for d in domains]))
     )

@@ -48,6 +48,7 @@ PRELOAD = (
     "prefect.task_engine",
     "flows.provision",
     "flows.upgrade",
+    "flows.replace_domain",
     "flows.refresh_dashboard",
     "flows.cancel_provision",
     "flows.sweep_waiting",

@@ -1,4 +1,7 @@
-"""Resume provisioning and upgrade runs whose vendor resources became ready while suspended.
+"""Resume provisioning, upgrade and replacement runs whose vendor resources became ready.
+
+Each of these runs holds its provision's claim while it waits, so one waiting provision names
+the run to resume, whichever kind it is.
 
 One listing per waiting provision's workspace per sweep (never one call per domain; waits that
 Zapmail's webhooks cover are checked on a backoff schedule while webhooks arrive), then

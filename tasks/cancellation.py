@@ -23,9 +23,11 @@ from sqlalchemy import select
 from core.db import utcnow
 from core.models import AuditLog
 from core.models import Domain
+from core.models import DomainReplacement
 from core.models import Mailbox
 from core.models import Provision
 from core.models import ProvisionStatus
+from core.models import ReplacementStatus
 from core.models import Upgrade
 from core.models import UpgradeStatus
 from tasks import notifications
@@ -34,6 +36,9 @@ from tasks import runtime
 from tasks.errors import PipelineError
 from tasks.locks import provision_lock
 from tasks.policies import vendor_task_options
+from tasks.switch_off import pause_warming
+from tasks.switch_off import schedule_removals
+from tasks.switch_off import stop_renewals
 
 CANCEL_STEPS: tuple[str, ...] = (
     "cancel:stop_runs",
@@ -49,6 +54,12 @@ CONFIRM_WAIT_S = 30.0
 STOP_WAIT_S = 120.0
 POLL_S = 1.0
 LIVE_UPGRADES = (UpgradeStatus.PENDING_PAYMENT.value, UpgradeStatus.PROVISIONING.value)
+# A failed replacement is retried, never requested again: it is cancelled with its order too.
+LIVE_REPLACEMENTS = (
+    ReplacementStatus.PENDING_PAYMENT.value,
+    ReplacementStatus.PROVISIONING.value,
+    ReplacementStatus.FAILED.value,
+)
 
 
 class NotCancelledError(PipelineError):
@@ -97,6 +108,14 @@ def stop_live_runs(provision_id: int, step_key: str = "cancel:stop_runs") -> lis
             run_ids = {provision.current_flow_run_id} | {
                 u.flow_run_id for u in provision.upgrades if u.status in LIVE_UPGRADES
             }
+            run_ids |= set(
+                session.scalars(
+                    select(DomainReplacement.flow_run_id).where(
+                        DomainReplacement.provision_id == provision_id,
+                        DomainReplacement.status.in_(LIVE_REPLACEMENTS),
+                    )
+                )
+            )
         live = [r for r in sorted(filter(None, run_ids)) if r != me and not _is_final(r)]
         reason = "The subscription ended: the order was cancelled."
         with get_client(sync_client=True) as client:
@@ -121,6 +140,7 @@ def stop_live_runs(provision_id: int, step_key: str = "cancel:stop_runs") -> lis
         cancelled_upgrades = _cancel_upgrades(provision_id)
         details["stopped_runs"] = live
         details["cancelled_upgrades"] = cancelled_upgrades
+        details["cancelled_replacements"] = _cancel_replacements(provision_id)
         return live
 
 
@@ -146,6 +166,20 @@ def _cancel_upgrades(provision_id: int) -> list[int]:
         return [u.id for u in upgrades]
 
 
+def _cancel_replacements(provision_id: int) -> list[int]:
+    with runtime.db() as session:
+        rows = session.scalars(
+            select(DomainReplacement).where(
+                DomainReplacement.provision_id == provision_id,
+                DomainReplacement.status.in_(LIVE_REPLACEMENTS),
+            )
+        ).all()
+        for row in rows:
+            row.status = ReplacementStatus.CANCELLED.value
+            row.status_reason = "The subscription ended before the replacement finished."
+        return [r.id for r in rows]
+
+
 @task(name="pause-warmup-for-cancellation", **vendor_task_options(None))
 def pause_warmup(provision_id: int, step_key: str = "cancel:pause_warmup") -> int:
     """Switch warmup off for every account still warming in the student's PlusVibe workspace."""
@@ -155,17 +189,14 @@ def pause_warmup(provision_id: int, step_key: str = "cancel:pause_warmup") -> in
         if not workspace_id:
             details["paused"] = 0
             return 0
-        client = runtime.plusvibe()
         # The workspace, not our rows, is the truth: an account exported just before the
         # cancellation may not be recorded yet.
-        warming = [a for a in client.iter_accounts(workspace_id) if a.warmup_active]
-        if warming:
-            client.set_warmup_status(workspace_id, [a.id for a in warming], False)
+        paused = pause_warming(workspace_id)
         with runtime.db() as session:
             for row in _mailboxes(session, provision_id):
                 row.warmup_enabled = False
-        details["paused"] = len(warming)
-        return len(warming)
+        details["paused"] = paused
+        return paused
 
 
 @task(name="schedule-mailbox-removal", **vendor_task_options(None))
@@ -176,15 +207,7 @@ def schedule_mailbox_removal(provision_id: int, step_key: str = "cancel:remove_m
         if workspace_id is None:
             details["scheduled"] = 0
             return 0
-        client = runtime.zapmail().for_workspace(workspace_id)
-        listed = list(client.iter_mailboxes())
-        remote = {(m.address or "").lower(): m.id for m in listed}
-        # Zapmail's own flag is the truth, never our rows: a run that failed halfway, or an
-        # answer recorded without its effect, must not make a later run skip a mailbox.
-        todo = sorted((m.address or "").lower() for m in listed if not _scheduled_at_vendor(m))
-        # Removal at the renewal, never at once: the student keeps what the period paid for.
-        if todo:
-            client.schedule_mailbox_removal([remote[address] for address in todo])
+        todo, remote = schedule_removals(workspace_id)
         now = utcnow()
         with runtime.db() as session:
             for row in _mailboxes(session, provision_id):
@@ -204,20 +227,14 @@ def stop_domain_renewal(provision_id: int, step_key: str = "cancel:stop_renewal"
         if workspace_id is None:
             details["renewal_stopped"] = 0
             return 0
-        client = runtime.zapmail().for_workspace(workspace_id)
-        domains = list(client.iter_domains(page_size=100))
-        # Unknown (None) counts as on: turning off what is already off costs nothing.
-        renewing = [d for d in domains if d.auto_renew is not False]
-        if renewing:
-            client.set_auto_renew([d.id for d in renewing], False)
-        names = {d.domain.lower() for d in domains}
+        stopped, names = stop_renewals(workspace_id)
         with runtime.db() as session:
             for row in session.scalars(select(Domain).where(Domain.provision_id == provision_id)):
                 if row.name in names:
                     row.auto_renew = False
-        details["renewal_stopped"] = len(renewing)
-        details["domains"] = len(domains)
-        return len(renewing)
+        details["renewal_stopped"] = stopped
+        details["domains"] = len(names)
+        return stopped
 
 
 @task(name="finish-cancellation", **vendor_task_options(None, retries=2))
@@ -257,13 +274,6 @@ def finish_cancellation(
             "You can still sign in to see your dashboard and your data.",
         )
         return [key]
-
-
-def _scheduled_at_vendor(mailbox: Any) -> bool:
-    """Whether Zapmail's listing says the mailbox is already scheduled for removal."""
-    # Not a typed field of the client's model: read from the listing's own key when present.
-    extra = mailbox.model_extra or {}
-    return extra.get("scheduledForRemoval") is True
 
 
 def _zapmail_workspace(provision_id: int) -> str | None:

@@ -65,6 +65,8 @@ def find_health_domains(provision_id: int | None = None) -> list[int]:
         .join(Provision, Provision.id == Domain.provision_id)
         .where(
             Domain.purchase_state == PurchaseState.PURCHASED.value,
+            # A domain retired by a replacement no longer sends: its health is nobody's alert.
+            Domain.retired_at.is_(None),
             Domain.zapmail_domain_id.is_not(None),
             Domain.status == ACTIVE,
             Provision.status.in_(CHECKED_STATUSES),

@@ -75,6 +75,8 @@ def apply_forwarding(provision_id: int, request: str) -> Result:  # noqa: ARG001
                     select(Domain.name).where(
                         Domain.provision_id == provision_id,
                         Domain.purchase_state == PurchaseState.PURCHASED.value,
+                        # A retired domain lapses at renewal: not worth a forwarding call.
+                        Domain.retired_at.is_(None),
                     )
                 )
             )

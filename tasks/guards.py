@@ -6,6 +6,8 @@ first (under the provision's lock where it spends): a zombie of an older claim, 
 cancelled order, stops there with nothing spent and nothing re-enabled. An upgrade run claims
 its provision the same way and also bumps ``Upgrade.run_epoch``: :func:`ensure_upgrade_current`
 fences an older run of the same upgrade, and a cancelled upgrade, out of that upgrade's rows.
+A domain replacement's run does the same with ``DomainReplacement.run_epoch``
+(:func:`ensure_replacement_current`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Any
 from prefect.runtime import flow_run
 from sqlalchemy import select
 
+from core.models import DomainReplacement
 from core.models import Provision
 from core.models import ProvisionStatus
+from core.models import ReplacementStatus
 from core.models import Upgrade
 from core.models import UpgradeStatus
 from tasks import runtime
@@ -30,6 +34,8 @@ _lock = threading.Lock()
 _claimed: dict[tuple[str | None, int], int] = {}
 # (flow run, upgrade id) -> the upgrade epoch that run claimed.
 _upgrade_claimed: dict[tuple[str | None, int], int] = {}
+# (flow run, replacement id) -> the replacement epoch that run claimed.
+_replacement_claimed: dict[tuple[str | None, int], int] = {}
 
 
 def _run() -> str | None:
@@ -72,6 +78,46 @@ def claimed_upgrade_epoch(upgrade_id: int) -> int | None:
     """The upgrade epoch this process claimed, if any."""
     with _lock:
         return _upgrade_claimed.get((_run(), upgrade_id))
+
+
+def remember_replacement_claim(replacement_id: int, epoch: int, provision_id: int) -> None:
+    """Record the replacement epoch this process's run claimed (fenced like an upgrade)."""
+    with _lock:
+        _replacement_claimed[(_run(), replacement_id)] = epoch
+        _claimed.pop((_run(), provision_id), None)
+
+
+def claimed_replacement_epoch(replacement_id: int) -> int | None:
+    """The replacement epoch this process claimed, if any."""
+    with _lock:
+        return _replacement_claimed.get((_run(), replacement_id))
+
+
+def ensure_replacement_current(replacement_id: int) -> int:
+    """Raise StaleRunError if the replacement (or its provision) is cancelled or our claim is old.
+
+    Returns the replacement's provision id.
+    """
+    with runtime.db() as session:
+        row = session.execute(
+            select(
+                DomainReplacement.status,
+                DomainReplacement.run_epoch,
+                DomainReplacement.provision_id,
+            ).where(DomainReplacement.id == replacement_id)
+        ).one_or_none()
+    if row is None:
+        raise StaleRunError(f"replacement {replacement_id} does not exist")
+    status, epoch, provision_id = row
+    if status == ReplacementStatus.CANCELLED:
+        raise StaleRunError(f"replacement {replacement_id} is cancelled; nothing is changed")
+    mine = claimed_replacement_epoch(replacement_id)
+    if mine is not None and mine != epoch:
+        raise StaleRunError(
+            f"replacement {replacement_id} was claimed by a newer run (epoch {epoch}, ours {mine})"
+        )
+    ensure_current(provision_id)
+    return int(provision_id)
 
 
 def claim_is_current(provision_id: int) -> list[Any]:

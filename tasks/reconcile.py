@@ -1,5 +1,7 @@
 """Reconcile the app DB's mirror with Prefect: runs that died where no hook could report it.
 
+Provisioning, upgrade and domain-replacement runs alike.
+
 A worker killed mid-run, a run cancelled in the Prefect UI before its process started, or a
 server-side zombie detection leave the app saying "provisioning" forever, because flow hooks
 only run inside a live flow process. This reads every run the app believes is live in one
@@ -20,13 +22,16 @@ from prefect.client.schemas.objects import StateType
 from prefect.logging import get_run_logger
 from sqlalchemy import select
 
+from core.models import DomainReplacement
 from core.models import Provision
 from core.models import ProvisionStatus
+from core.models import ReplacementStatus
 from core.models import Upgrade
 from core.models import UpgradeStatus
 from tasks import runtime
 from tasks.pipeline import mark_provision_failed
 from tasks.policies import vendor_task_options
+from tasks.replacement import mark_replacement_failed
 from tasks.upgrade import mark_upgrade_failed
 
 # Final and unsuccessful. Paused/Suspended runs wait for a resume, Scheduled ones (AwaitingRetry,
@@ -38,7 +43,7 @@ PAGE = 200
 
 @task(name="reconcile-runs", **vendor_task_options(None))
 def reconcile_runs() -> dict[str, list[int]]:
-    """Mark provisions and upgrades failed whose Prefect run died without telling the app."""
+    """Mark provisions, upgrades and replacements failed whose run died without telling the app."""
     with runtime.db() as session:
         provisions = session.execute(
             select(Provision.id, Provision.current_flow_run_id).where(
@@ -52,9 +57,16 @@ def reconcile_runs() -> dict[str, list[int]]:
                 Upgrade.flow_run_id.is_not(None),
             )
         ).all()
-    states = read_states([run for _id, run in provisions] + [run for _id, run in upgrades])
+        replacements = session.execute(
+            select(DomainReplacement.id, DomainReplacement.flow_run_id).where(
+                DomainReplacement.status == ReplacementStatus.PROVISIONING.value,
+                DomainReplacement.flow_run_id.is_not(None),
+            )
+        ).all()
+    runs = [run for rows in (provisions, upgrades, replacements) for _id, run in rows]
+    states = read_states(runs)
     logger = get_run_logger()
-    failed: dict[str, list[int]] = {"provisions": [], "upgrades": []}
+    failed: dict[str, list[int]] = {"provisions": [], "upgrades": [], "replacements": []}
     for provision_id, run_id in provisions:
         if death_of(run_id, states) and _provision_still_on(provision_id, run_id):
             reason = _confirmed_death(run_id)
@@ -69,6 +81,13 @@ def reconcile_runs() -> dict[str, list[int]]:
                 logger.warning("upgrade %s: %s", upgrade_id, reason)
                 mark_upgrade_failed(upgrade_id, None, reason, run_id)
                 failed["upgrades"].append(upgrade_id)
+    for replacement_id, run_id in replacements:
+        if death_of(run_id, states) and _replacement_still_on(replacement_id, run_id):
+            reason = _confirmed_death(run_id)
+            if reason:
+                logger.warning("replacement %s: %s", replacement_id, reason)
+                mark_replacement_failed(replacement_id, None, reason, run_id)
+                failed["replacements"].append(replacement_id)
     return failed
 
 
@@ -112,6 +131,16 @@ def _upgrade_still_on(upgrade_id: int, run_id: str) -> bool:
             select(Upgrade.status, Upgrade.flow_run_id).where(Upgrade.id == upgrade_id)
         ).one_or_none()
     return row is not None and tuple(row) == (UpgradeStatus.PROVISIONING.value, run_id)
+
+
+def _replacement_still_on(replacement_id: int, run_id: str) -> bool:
+    with runtime.db() as session:
+        row = session.execute(
+            select(DomainReplacement.status, DomainReplacement.flow_run_id).where(
+                DomainReplacement.id == replacement_id
+            )
+        ).one_or_none()
+    return row is not None and tuple(row) == (ReplacementStatus.PROVISIONING.value, run_id)
 
 
 def _confirmed_death(run_id: str) -> str | None:

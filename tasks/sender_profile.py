@@ -76,8 +76,11 @@ def _target(provision_id: int, revision: int) -> tuple[str, str | None, list[str
         provision = session.get(Provision, provision_id)
         if provision is None or not provision.zapmail_workspace_id:
             raise RuntimeError(f"provision {provision_id} has no Zapmail workspace")
+        # A retired domain's mailboxes no longer send and are removed at renewal: left alone.
         addresses = session.scalars(
-            select(Mailbox.address).join(Domain).where(Domain.provision_id == provision_id)
+            select(Mailbox.address)
+            .join(Domain)
+            .where(Domain.provision_id == provision_id, Domain.retired_at.is_(None))
         ).all()
         return provision.zapmail_workspace_id, row.picture_token, sorted(addresses)
 
@@ -100,7 +103,9 @@ def _finish(provision_id: int, revision: int, first_name: str, last_name: str) -
     """Mirror the names on our mailbox rows and mark this revision applied (if still current)."""
     with runtime.db() as session:
         for box in session.scalars(
-            select(Mailbox).join(Domain).where(Domain.provision_id == provision_id)
+            select(Mailbox)
+            .join(Domain)
+            .where(Domain.provision_id == provision_id, Domain.retired_at.is_(None))
         ):
             box.first_name, box.last_name = first_name, last_name
         session.execute(

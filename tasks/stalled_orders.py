@@ -1,6 +1,6 @@
 """Paid orders without a live run: restart them, or after a few tries escalate with a reason.
 
-A paid order (a provision ``provisioning``, an upgrade ``provisioning``) whose run is missing or
+A paid order (a provision, an upgrade or a domain replacement ``provisioning``) whose run is missing or
 has ended without finishing the order, and that is not waiting on a vendor, is restarted: the
 run is retried in place (AwaitingRetry, as the Prefect UI's Retry, so the business-keyed caches
 resume it), or a new run is queued under a new key when there is no run to retry. After
@@ -27,11 +27,14 @@ from sqlalchemy import update
 from core import outbox
 from core.db import utcnow
 from core.models import AuditLog
+from core.models import DomainReplacement
 from core.models import OutboxMessage
 from core.models import Provision
 from core.models import ProvisionStatus
+from core.models import ReplacementStatus
 from core.models import Upgrade
 from core.models import UpgradeStatus
+from core.replacements import REPLACEMENT_DEPLOYMENT
 from tasks import notifications
 from tasks import runtime
 from tasks.outbox_sending import send_pending
@@ -71,7 +74,7 @@ def _unsent_targets() -> set[tuple[str, int]]:
     found = set()
     for payload in payloads:
         params = (payload or {}).get("parameters") or {}
-        for name in ("provision_id", "upgrade_id"):
+        for name in ("provision_id", "upgrade_id", "replacement_id"):
             if isinstance(params.get(name), int):
                 found.add((name, params[name]))
     return found
@@ -107,7 +110,16 @@ def _stalled(run_id: str | None, since: datetime | None, now: datetime) -> str |
     return kind.lower()
 
 
-_DEPLOYMENT_OF = {"provision": outbox.PROVISION_DEPLOYMENT, "upgrade": outbox.UPGRADE_DEPLOYMENT}
+_DEPLOYMENT_OF = {
+    "provision": outbox.PROVISION_DEPLOYMENT,
+    "upgrade": outbox.UPGRADE_DEPLOYMENT,
+    "replacement": REPLACEMENT_DEPLOYMENT,
+}
+# The run-holding rows of upgrades and replacements: (model, their "provisioning" status).
+_RUN_ROWS: dict[str, tuple[Any, str]] = {
+    "upgrade": (Upgrade, UpgradeStatus.PROVISIONING.value),
+    "replacement": (DomainReplacement, ReplacementStatus.PROVISIONING.value),
+}
 
 
 def _candidate(
@@ -149,21 +161,21 @@ def find_stalled(limit: int = 200) -> list[dict[str, Any]]:
             _candidate(session, pending, "provision", p.id, p.current_flow_run_id, p.paid_at)
             for p in provisions
         ]
-        upgrades = session.scalars(
-            select(Upgrade)
-            .join(Provision, Provision.id == Upgrade.provision_id)
-            .where(
-                Upgrade.status == UpgradeStatus.PROVISIONING.value,
-                Provision.waiting_for.is_(None),
-                Provision.status != ProvisionStatus.CANCELLED.value,
-            )
-            .order_by(Upgrade.id)
-            .limit(limit)
-        ).all()
-        candidates += [
-            _candidate(session, pending, "upgrade", u.id, u.flow_run_id, u.paid_at)
-            for u in upgrades
-        ]
+        for kind, (model, running) in _RUN_ROWS.items():
+            rows = session.scalars(
+                select(model)
+                .join(Provision, Provision.id == model.provision_id)
+                .where(
+                    model.status == running,
+                    Provision.waiting_for.is_(None),
+                    Provision.status != ProvisionStatus.CANCELLED.value,
+                )
+                .order_by(model.id)
+                .limit(limit)
+            ).all()
+            candidates += [
+                _candidate(session, pending, kind, r.id, r.flow_run_id, r.paid_at) for r in rows
+            ]
     # Prefect is asked outside the DB session: nothing is held open across those calls.
     for kind, target_id, run_id, since in filter(None, candidates):
         why = _stalled(run_id, since, now)
@@ -220,11 +232,7 @@ def restart_or_escalate(stalled: dict[str, Any]) -> str:
     with runtime.db() as session:
         queued = None
         if how == "new_run":
-            message = (
-                outbox.enqueue_restart(session, target_id)
-                if kind == "provision"
-                else outbox.enqueue_upgrade_restart(session, target_id)
-            )
+            message = _enqueue_restart(session, kind, target_id)
             queued = message.key
             # The old (lost or failed) run no longer holds the order: the new run claims it.
             _release_pointer(session, kind, target_id, run_id)
@@ -242,6 +250,20 @@ def restart_or_escalate(stalled: dict[str, Any]) -> str:
     return how
 
 
+def _enqueue_restart(session: Any, kind: str, target_id: int) -> OutboxMessage:
+    """Queue a new run of the order under a new key (its first run's key is spent)."""
+    if kind == "provision":
+        return outbox.enqueue_restart(session, target_id)
+    if kind == "upgrade":
+        return outbox.enqueue_upgrade_restart(session, target_id)
+    return outbox.enqueue_generation(
+        session,
+        prefix=f"restart:replacement:{target_id}",
+        deployment=REPLACEMENT_DEPLOYMENT,
+        parameters={"replacement_id": target_id},
+    )
+
+
 def _release_pointer(session: Any, kind: str, target_id: int, run_id: str | None) -> None:
     if kind == "provision":
         session.execute(
@@ -251,9 +273,10 @@ def _release_pointer(session: Any, kind: str, target_id: int, run_id: str | None
             .execution_options(synchronize_session=False)
         )
     else:
+        model, _running = _RUN_ROWS[kind]
         session.execute(
-            update(Upgrade)
-            .where(Upgrade.id == target_id, Upgrade.flow_run_id == run_id)
+            update(model)
+            .where(model.id == target_id, model.flow_run_id == run_id)
             .values(flow_run_id=None)
             .execution_options(synchronize_session=False)
         )
@@ -278,11 +301,13 @@ def _escalate(kind: str, target_id: int, why: str, restarts: int) -> str:
                 .execution_options(synchronize_session=False)
             ).rowcount
         else:
-            upgrade = session.get(Upgrade, target_id)
-            provision_id = upgrade.provision_id if upgrade else 0
+            model, running = _RUN_ROWS[kind]
+            row = session.get(model, target_id)
+            provision_id = row.provision_id if row else 0
+            # Both models spell "failed" the same; the provision itself is left as it is.
             moved = session.execute(
-                update(Upgrade)
-                .where(Upgrade.id == target_id, Upgrade.status == UpgradeStatus.PROVISIONING.value)
+                update(model)
+                .where(model.id == target_id, model.status == running)
                 .values(status=UpgradeStatus.FAILED.value, status_reason=ESCALATED_REASON)
                 .execution_options(synchronize_session=False)
             ).rowcount

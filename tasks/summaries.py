@@ -1,4 +1,4 @@
-"""Run summaries: what a provisioning or upgrade run set up, as data and as the Prefect artifact.
+"""Run summaries: what a provisioning, upgrade or replacement run set up, as data and artifact.
 
 Vendor ids and states only, never a secret: these go into Prefect artifacts and run results.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.models import Domain
+from core.models import DomainReplacement
 from core.models import Provision
 from core.models import PurchaseState
 from core.models import Upgrade
@@ -120,6 +121,38 @@ def upgrade_markdown(summary: dict[str, Any]) -> str:
         f"- PlusVibe workspace: `{summary['plusvibe_workspace_id']}` (the student's existing one)",
         "",
         "New domains:",
+        "",
+        *domain_table(summary["domains"]),
+    ]
+    return "\n".join(lines)
+
+
+def replacement_summary(replacement: DomainReplacement) -> dict[str, Any]:
+    """Vendor ids of a replacement's new domain and what was retired, with no secrets."""
+    provision, old, new = replacement.provision, replacement.old_domain, replacement.new_domain
+    return {
+        "replacement_id": replacement.id,
+        "provision_id": provision.id,
+        "student": provision.user.email,
+        "old_domain": old.name,
+        "new_domain": new.name,
+        "retired_mailboxes": sorted(m.address for m in old.mailboxes),
+        "domains": domain_summaries([new]),
+        "mailbox_count": len(new.mailboxes),
+    }
+
+
+def replacement_markdown(summary: dict[str, Any]) -> str:
+    """Render a replacement summary as the Prefect artifact's markdown."""
+    retired = ", ".join(summary["retired_mailboxes"]) or "none"
+    lines = [
+        f"# Replacement {summary['replacement_id']} of provision {summary['provision_id']}: "
+        f"{summary['student']} ({summary['old_domain']} -> {summary['new_domain']})",
+        "",
+        f"- Retired: `{summary['old_domain']}` (warmup paused, auto-renew off); its mailboxes "
+        f"are removed at renewal: {retired}",
+        "",
+        "New domain:",
         "",
         *domain_table(summary["domains"]),
     ]

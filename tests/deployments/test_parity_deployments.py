@@ -9,6 +9,7 @@ import pytest
 import yaml
 from prefect import get_client
 
+from core.replacements import REPLACEMENT_DEPLOYMENT
 from deployments import launcher
 from deployments import setup
 from portal.dashboard.dns import DNS_HEALTH_DEPLOYMENT
@@ -17,6 +18,7 @@ from portal.dashboard.forwarding import FORWARDING_DEPLOYMENT
 # deployment -> its schedule as prefect.yaml writes it (None: started on demand only).
 PARITY = {
     FORWARDING_DEPLOYMENT: None,
+    REPLACEMENT_DEPLOYMENT: None,
     DNS_HEALTH_DEPLOYMENT: None,
     "dns-health/daily": {"cron": "30 5 * * *", "timezone": "UTC", "slug": "daily"},
     "capacity-snapshot/every-15-minutes": {"interval": 900, "slug": "every-15-minutes"},
@@ -63,7 +65,7 @@ def test_setup_registers_the_parity_deployments_with_their_schedules(
         snapshot = client.read_deployment_by_name("capacity-snapshot/every-15-minutes")
         on_demand = [
             client.read_deployment_by_name(n)
-            for n in (FORWARDING_DEPLOYMENT, DNS_HEALTH_DEPLOYMENT)
+            for n in (FORWARDING_DEPLOYMENT, DNS_HEALTH_DEPLOYMENT, REPLACEMENT_DEPLOYMENT)
         ]
     assert [s.schedule.cron for s in daily.schedules] == ["30 5 * * *"]
     assert [s.schedule.interval.total_seconds() for s in snapshot.schedules] == [900.0]

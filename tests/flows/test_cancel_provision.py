@@ -52,11 +52,11 @@ def plusvibe_accounts(pipeline: Pipeline) -> list[dict[str, Any]]:
 
 
 def charges(pipeline: Pipeline) -> Counter[str]:
-    """Every ledger entry kind except the removal schedules cancellation itself records."""
+    """Every ledger entry kind except the removals and renewal changes cancellation records."""
     return Counter(
         entry["kind"]
         for entry in pipeline.sandbox.ledger()
-        if entry["kind"] != "mailbox_removal_scheduled"
+        if entry["kind"] not in ("mailbox_removal_scheduled", "domain_auto_renew_set")
     )
 
 

@@ -32,7 +32,9 @@ from prefect.states import Suspended
 from sqlalchemy import func
 from sqlalchemy import select
 
+from core.db import utcnow
 from core.models import Domain
+from core.models import DomainReplacement
 from core.models import Mailbox
 from core.models import Provision
 from core.models import Tier
@@ -44,6 +46,7 @@ from flows.sync_warmup import sync_warmup
 from tasks import pacing
 from tasks import warmup_sync
 from tasks.limits import PLUSVIBE
+from tests.factories import DomainFactory
 from tests.factories import ProvisionFactory
 from tests.flows.conftest import Pipeline
 from tests.support.worker import app_env
@@ -244,6 +247,27 @@ def test_runs_that_died_outside_the_portal_are_mirrored_and_waiting_ones_left_al
         flow_run_id=upgrade_run,
     )
     pipeline.session.add(upgrade)
+    # A replacement's run crashed too: the replacement fails, the account stays active.
+    replacement_run = run_in_state(Crashed(message="worker lost"))
+    replacing = ProvisionFactory(
+        session=pipeline.session,
+        user__email="replacing@student.test",
+        status="active",
+        current_flow_run_id=replacement_run,
+    )
+    old = DomainFactory(session=pipeline.session, provision=replacing, purchase_state="purchased")
+    new = DomainFactory(session=pipeline.session, provision=replacing)
+    replacement = DomainReplacement(
+        provision=replacing,
+        old_domain=old,
+        new_domain=new,
+        reason="admin",
+        payment="included",
+        status="provisioning",
+        paid_at=utcnow(),
+        flow_run_id=replacement_run,
+    )
+    pipeline.session.add(replacement)
     pipeline.session.commit()
 
     summary = sync_warmup()
@@ -262,9 +286,14 @@ def test_runs_that_died_outside_the_portal_are_mirrored_and_waiting_ones_left_al
     pipeline.session.refresh(upgrade)
     pipeline.session.refresh(upgrading)
     assert (upgrade.status, upgrading.status) == ("failed", "active")
+    assert summary["reconciled"]["replacements"] == [replacement.id]
+    pipeline.session.refresh(replacement)
+    pipeline.session.refresh(replacing)
+    assert (replacement.status, replacing.status) == ("failed", "active")
+    assert replacement.status_reason.startswith("start:")
 
     # Already mirrored: the next run changes nothing.
-    assert sync_warmup()["reconciled"] == {"provisions": [], "upgrades": []}
+    assert sync_warmup()["reconciled"] == {"provisions": [], "upgrades": [], "replacements": []}
 
 
 def sync_deployment_spec() -> dict[str, Any]:

@@ -195,7 +195,7 @@ def test_domain_becomes_active_when_clock_advances_and_contains_is_substring(sim
     assert {r["status"] for r in assignable} == {"ACTIVE"} and len(assignable) == 3
 
 
-def test_dmarc_and_auto_renew_update_domain_rows(zm, active_domain):
+def test_dmarc_and_auto_renew_update_domain_rows(sim, zm, active_domain):
     dom = active_domain(1)
     domain_id = dom["ids"][dom["names"][0]]
     body = {
@@ -214,6 +214,17 @@ def test_dmarc_and_auto_renew_update_domain_rows(zm, active_domain):
     )
     row = zm.get("/v2/domains", headers=dom["headers"]).json()["data"]["domains"][0]
     assert row["dmarcEmail"] == "dmarc@reports.test" and row["autoRenew"] is True
+    # Each change of renewal is in the ledger (it decides the next charge); a repeat is not.
+    for auto in (True, False, False):
+        body = {"domainIds": [domain_id], "autoRenew": auto}
+        assert zm.post(
+            "/v2/domains/update-auto-renew", json=body, headers=dom["headers"]
+        ).is_success
+    changes = sim.ledger(vendor="zapmail", kind="domain_auto_renew_set")
+    assert [(e["item"], e["auto_renew"]) for e in changes] == [
+        (dom["names"][0], True),
+        (dom["names"][0], False),
+    ]
 
 
 def _boxes(name: str, *usernames: str) -> list[dict[str, str]]:

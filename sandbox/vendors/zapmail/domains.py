@@ -262,5 +262,15 @@ async def update_auto_renew(sim: ZapmailSim, request: Request, ws: Workspace) ->
         raise ZapmailError(400, "domainIds must contain at least one id")
     now = sim.state.now()
     for d in selected(sim, ws, body):
+        if d.auto_renew != auto:
+            # Whether the domain renews decides the next charge: the ledger keeps each change.
+            sim.ctx.ledger.record(
+                "zapmail",
+                "domain_auto_renew_set",
+                d.name,
+                None,
+                workspace_id=ws.id,
+                auto_renew=auto,
+            )
         d.auto_renew, d.updated_at = auto, now
     return ok(None, "Auto renew updated successfully")
