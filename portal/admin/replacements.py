@@ -242,7 +242,9 @@ def retry_replacement(replacement_id: int) -> ResponseReturnValue:
             DomainReplacement.id == replacement.id,
             DomainReplacement.status == ReplacementStatus.FAILED.value,
         )
-        .values(status=ReplacementStatus.PROVISIONING.value, status_reason=None)
+        # Forget the failed run: until the new one starts, the watchdog judges the replacement
+        # by the queued start (skipped) or the last start sent, never by the failed run.
+        .values(status=ReplacementStatus.PROVISIONING.value, status_reason=None, flow_run_id=None)
         .execution_options(synchronize_session=False)
     ).rowcount
     if won != 1:

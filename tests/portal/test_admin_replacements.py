@@ -189,13 +189,15 @@ def test_retry_restarts_only_a_failed_replacement_under_a_new_key(
     assert session.scalars(select(OutboxMessage)).all() == []
 
     row.status, row.status_reason = "failed", "mailboxes: Google could not create them yet."
+    row.flow_run_id = "5f0c1a52-0000-4000-8000-000000000001"  # the run that failed
     session.commit()
     page = admin.get(f"/admin/provisions/{provision.id}").get_data(as_text=True)
     assert f'action="/admin/replacements/{row.id}/retry"' in page
     admin.post(f"/admin/replacements/{row.id}/retry")
     session.expire_all()
     row = session.get(DomainReplacement, row.id)
-    assert (row.status, row.status_reason) == ("provisioning", None)
+    # The failed run is forgotten: the watchdog judges the new start, never retries the old run.
+    assert (row.status, row.status_reason, row.flow_run_id) == ("provisioning", None, None)
     [message] = session.scalars(select(OutboxMessage)).all()
     assert message.key == f"restart:replacement:{row.id}:1"
     assert message.payload == {
