@@ -1,7 +1,7 @@
 """What the operator's Zapmail account must hold for the orders in hand and the next cohort.
 
-Demand counts only what is still to be bought: the domains of paid orders (and paid upgrades)
-not set up yet, at their checked price or a .com estimate, and the mailbox slots their domains
+Demand counts only what is still to be bought: the domains of paid orders (and paid upgrades
+and paid burned-domain replacements) not set up yet, at their checked price or a .com estimate, and the mailbox slots their domains
 still need; the same for checkouts awaiting payment; and the next cohort the admin plans, each
 student in the package most students took. Supply is the latest snapshot the scheduled capacity
 check stored: pages never call Zapmail. :func:`assess` compares the two and words the warnings.
@@ -24,11 +24,13 @@ from sqlalchemy.orm import Session
 from core.db import utcnow
 from core.models import CapacitySnapshot
 from core.models import Domain
+from core.models import DomainReplacement
 from core.models import Mailbox
 from core.models import OperatorSettings
 from core.models import Provision
 from core.models import ProvisionStatus
 from core.models import PurchaseState
+from core.models import ReplacementStatus
 from core.models import Tier
 from core.models import Upgrade
 from core.models import UpgradeStatus
@@ -40,6 +42,7 @@ DOMAIN_PRICE_ESTIMATE_CENTS = 1299
 STALE_AFTER = timedelta(hours=1)
 OPEN = (ProvisionStatus.PROVISIONING.value, ProvisionStatus.FAILED.value)
 OPEN_UPGRADE = (UpgradeStatus.PROVISIONING.value, UpgradeStatus.FAILED.value)
+OPEN_REPLACEMENT = (ReplacementStatus.PROVISIONING.value, ReplacementStatus.FAILED.value)
 UNBOUGHT = (PurchaseState.SELECTED.value, PurchaseState.INTENT.value)
 
 
@@ -124,9 +127,12 @@ def _need(session: Session, which: Any) -> Need:
 
 
 def paid_need(session: Session) -> Need:
-    """What paid orders and paid upgrades that are not set up yet still need."""
+    """What paid orders, upgrades and replacements that are not set up yet still need."""
     open_upgrades = select(Upgrade.id).where(
         Upgrade.paid_at.is_not(None), Upgrade.status.in_(OPEN_UPGRADE)
+    )
+    open_replacements = select(DomainReplacement.new_domain_id).where(
+        DomainReplacement.paid_at.is_not(None), DomainReplacement.status.in_(OPEN_REPLACEMENT)
     )
     return _need(
         session,
@@ -137,6 +143,7 @@ def paid_need(session: Session) -> Need:
                 Provision.status.in_(OPEN),
             ),
             Domain.upgrade_id.in_(open_upgrades),
+            Domain.id.in_(open_replacements),
         ),
     )
 
