@@ -57,6 +57,9 @@ def app_factory(
         )
         config.setdefault("TESTING", True)
         config.setdefault("WTF_CSRF_ENABLED", False)
+        # One student per test: waiting 2 s for other students' names to share a call only
+        # slows the suite (test_availability_coalescing sets its own windows).
+        config.setdefault("AVAILABILITY_GATHER_MS", 50)
         app = create_app(settings, **config)
         apps.append(app)
         return app
