@@ -48,7 +48,7 @@ ADVICE = {
     HealthLabel.WARMING: "Warming up: low scores are normal in the first two weeks; no action needed.",
     HealthLabel.WATCH: "Watch: keep volume low and check your copy and list quality.",
     HealthLabel.AT_RISK: "At risk: pause campaigns on this mailbox and let warmup recover it.",
-    HealthLabel.BURNED: "Burned: stop sending from this mailbox; ask your instructor about a replacement domain.",
+    HealthLabel.BURNED: "Burned: stop sending from this mailbox; replace its domain from your dashboard.",
 }
 
 

@@ -831,7 +831,7 @@ class DomainReplacement(Base):
     new_domain_id: Mapped[int] = mapped_column(
         ForeignKey("domains.id", ondelete="CASCADE"), unique=True
     )
-    # Why: "critical_score", "admin" (marked burned) or "admin_request".
+    # Why: "critical_score", "health_label", "admin" (marked burned) or "admin_request".
     reason: Mapped[str] = mapped_column(String(32))
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(20), default=ReplacementStatus.PENDING_PAYMENT.value)

@@ -1,6 +1,7 @@
 """Burned-domain replacements: when a domain may be replaced, who pays, and the request itself.
 
-A domain is burned when an admin marked it so or its latest health score is critical. The
+A domain is burned when an admin marked it so, its latest Zapmail health score is critical, or
+the warmup sync labelled one of its mailboxes burned (PlusVibe's warmup health). The
 student (or an admin, for any live domain) asks for a new domain; the request reserves the new
 name (a SELECTED domain row, unique across the system) and records the replacement, one per old
 domain. The tier's allowance decides who pays: within ``replacements_included`` per 30 days
@@ -25,9 +26,11 @@ from sqlalchemy.orm import Session
 from core import outbox
 from core.db import utcnow
 from core.dns_health import CRITICAL_SCORE
+from core.health import HealthLabel
 from core.models import Domain
 from core.models import DomainHealth
 from core.models import DomainReplacement
+from core.models import Mailbox
 from core.models import Provision
 from core.models import ProvisionStatus
 from core.models import PurchaseState
@@ -65,7 +68,7 @@ def replacement_key(replacement_id: int) -> str:
 
 
 def burned_reason(db: Session, domain: Domain) -> str | None:
-    """Why the domain counts as burned ("admin", "critical_score"), or None when it does not."""
+    """Why the domain counts as burned ("admin", "critical_score", "health_label"), or None."""
     if domain.burned_at is not None:
         return "admin"
     score = db.scalar(
@@ -76,7 +79,13 @@ def burned_reason(db: Session, domain: Domain) -> str | None:
     )
     if score is not None and score <= CRITICAL_SCORE:
         return "critical_score"
-    return None
+    # The warmup sync labels each mailbox from PlusVibe's health; one burned mailbox burns it.
+    burned = db.scalar(
+        select(Mailbox.id)
+        .where(Mailbox.domain_id == domain.id, Mailbox.health_label == HealthLabel.BURNED.value)
+        .limit(1)
+    )
+    return None if burned is None else "health_label"
 
 
 def allowance(db: Session, provision: Provision, now: datetime | None = None) -> Allowance:

@@ -23,6 +23,7 @@ from portal.availability import service_for
 BURNED_WORDS = {
     "admin": "Marked burned by your instructor",
     "critical_score": "Critical health score",
+    "health_label": "A mailbox's warmup health says it is burned",
 }
 
 

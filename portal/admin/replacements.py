@@ -46,7 +46,11 @@ from portal.replacement_support import tell_student_of_admin_request
 from portal.security import audit
 
 # Why a domain counts as burned (core.replacements.burned_reason), in an admin's words.
-BURNED_WORDS = {"admin": "Marked burned by an admin", "critical_score": "Critical health score"}
+BURNED_WORDS = {
+    "admin": "Marked burned by an admin",
+    "critical_score": "Critical health score",
+    "health_label": "A mailbox's warmup health is burned",
+}
 
 
 @dataclass

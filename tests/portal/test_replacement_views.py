@@ -305,3 +305,23 @@ def test_a_finished_replacement_reads_replaced_by_and_the_new_mailboxes_warm_up_
     loaded = insights.load_provision(session, provision.user_id)
     assert loaded is not None
     assert len(insights.dashboard(loaded)["mailboxes"]) == 6
+
+
+def test_a_mailbox_labelled_burned_by_the_warmup_sync_makes_its_domain_replaceable(
+    app: Flask, session: Session
+) -> None:
+    """The issue names health labels as a burn signal: PlusVibe's warmup health, per mailbox."""
+    client, provision = _student(app, session)
+    domain = first_domain(session, provision)
+    page = client.get(f"/dashboard/domains/{domain.id}/replace").get_data(as_text=True)
+    assert "is healthy, so it cannot be replaced yet" in page
+    domain.mailboxes[0].health_label = "burned"
+    session.commit()
+    page = client.get(f"/dashboard/domains/{domain.id}/replace").get_data(as_text=True)
+    assert "is healthy, so it cannot be replaced yet" not in page
+    assert "1 of 1 included replacement left this month." in page
+    name = free_name("labelswap")
+    pick(client, domain.id, name)
+    assert confirm(client, domain.id, name).status_code == 303
+    [row] = _rows(session)
+    assert (row.reason, row.status) == ("health_label", "provisioning")
