@@ -22,6 +22,7 @@ from core.models import Provision
 from core.models import ProvisioningStep
 from core.models import ProvisionStatus
 from core.models import StepStatus
+from core.pipeline import base_key
 from core.pipeline import failure_words
 from tasks import guards
 from tasks import runtime
@@ -239,3 +240,22 @@ def first_failed_step(provision_id: int, keys: Sequence[str] | None = None) -> s
         query = query.where(ProvisioningStep.step_key.in_(list(keys)))
     with runtime.db() as session:
         return session.scalar(query.order_by(ProvisioningStep.position).limit(1))
+
+
+def stopped_at(
+    provision_id: int,
+    reason: str,
+    keys: Sequence[str],
+    exc: BaseException | None,
+    default: str,
+) -> tuple[str, str]:
+    """Fail the run's running steps among ``keys``; return (the step that stopped, its words).
+
+    The words are the error's own for a refusal that will not pass by retrying, else the step
+    registry's failure words (``default`` when no step of ``keys`` had started: "start").
+    """
+    failed = fail_running_steps(provision_id, reason, keys) or first_failed_step(provision_id, keys)
+    step = base_key(failed) if failed else "start"
+    if isinstance(exc, PipelineError) and not exc.retryable:
+        return step, exc.student_message
+    return step, failure_words(step, default)

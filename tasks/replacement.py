@@ -24,8 +24,6 @@ from core.models import ProvisionStatus
 from core.models import PurchaseState
 from core.models import ReplacementStatus
 from core.pipeline import REPLACEMENT_STEPS
-from core.pipeline import base_key
-from core.pipeline import failure_words
 from core.pipeline import replacement_step_key
 from tasks import guards
 from tasks import notifications
@@ -262,14 +260,9 @@ def mark_replacement_failed(
     # Asked before the session below: no DB transaction waits on the Prefect API.
     other_live = holder not in (None, flow_run_id) and not run_is_final(holder)
     keys = step_keys(replacement_id)
-    failed_step = records.fail_running_steps(
-        provision_id, reason, keys
-    ) or records.first_failed_step(provision_id, keys)
-    step = base_key(failed_step) if failed_step else "start"
-    if isinstance(exc, PipelineError) and not exc.retryable:
-        message = exc.student_message
-    else:
-        message = failure_words(step, "The domain replacement stopped.")
+    step, message = records.stopped_at(
+        provision_id, reason, keys, exc, "The domain replacement stopped."
+    )
     with runtime.db() as session:
         replacement = session.get(DomainReplacement, replacement_id)
         assert replacement is not None

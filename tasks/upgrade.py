@@ -23,8 +23,6 @@ from core.models import PurchaseState
 from core.models import Upgrade
 from core.models import UpgradeStatus
 from core.pipeline import UPGRADE_STEPS
-from core.pipeline import base_key
-from core.pipeline import failure_words
 from core.pipeline import upgrade_step_key
 from tasks import guards
 from tasks import notifications
@@ -286,14 +284,7 @@ def mark_upgrade_failed(
     # Asked before the session below: no DB transaction waits on the Prefect API.
     other_live = holder not in (None, flow_run_id) and not run_is_final(holder)
     keys = step_keys(upgrade_id)
-    failed_step = records.fail_running_steps(
-        provision_id, reason, keys
-    ) or records.first_failed_step(provision_id, keys)
-    step = base_key(failed_step) if failed_step else "start"
-    if isinstance(exc, PipelineError) and not exc.retryable:
-        message = exc.student_message
-    else:
-        message = failure_words(step, "The upgrade stopped.")
+    step, message = records.stopped_at(provision_id, reason, keys, exc, "The upgrade stopped.")
     with runtime.db() as session:
         upgrade = session.get(Upgrade, upgrade_id)
         assert upgrade is not None
